@@ -1,1 +1,66 @@
-pub fn _x(){}
+//! The stream processor: a timely dataflow that turns quotes into event-time bars, and
+//! the sink that makes its output durable.
+
+pub mod dataflow;
+pub mod metrics;
+pub mod sink;
+pub mod watermark;
+pub mod window;
+
+use serde::{Deserialize, Serialize};
+
+pub use dataflow::{run, Output, Record, SinkBatch, SourceFactory};
+
+/// Pipeline settings (section `[pipeline]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Timely worker threads; 0 means one per core.
+    pub workers: usize,
+    /// How far behind the newest event time the watermark trails.
+    pub max_out_of_orderness_ms: i64,
+    /// How long after its end a window still accepts late quotes (as revisions).
+    pub allowed_lateness_ms: i64,
+    /// A partition silent this long stops holding the watermark back.
+    pub idle_timeout_ms: i64,
+    /// Records read from the source per step.
+    pub poll_batch: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            workers: 0,
+            max_out_of_orderness_ms: 2_000,
+            allowed_lateness_ms: 60_000,
+            idle_timeout_ms: 5_000,
+            poll_batch: 4_096,
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// The worker count with `0` resolved to the number of cores.
+    pub fn resolved_workers(&self) -> usize {
+        if self.workers == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        } else {
+            self.workers
+        }
+    }
+}
+
+/// Pipeline errors.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("timely dataflow failed: {0}")]
+    Timely(String),
+    #[error("source failed: {0}")]
+    Bus(String),
+    #[error("sink failed: {0}")]
+    Sink(#[from] pricestream_store::StoreError),
+    #[error("sink task failed: {0}")]
+    Join(String),
+}
+
+pub type Result<T> = std::result::Result<T, PipelineError>;

@@ -13,4 +13,4 @@ pub use events::{
     AlertEvent, Bar, Candle, IngestionRun, Quote, QuoteKind, RunStatus, Side, Signal, SignalKind,
 };
 pub use market::{Interval, Symbol, Venue};
-pub use time::{Clock, SystemClock, TimestampNs};
+pub use time::{Clock, SystemClock, TimestampNs, NANOS_PER_MILLI, NANOS_PER_SEC};

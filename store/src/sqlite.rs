@@ -1,0 +1,265 @@
+//! The embedded store: one SQLite file (WAL), created on first use.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pricestream_schemas::{Bar, IngestionRun, RunStatus, Symbol};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::{BarQuery, DeadLetter, Result, RunFilter, Store, StoreError, SymbolInfo};
+
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// SQLite implementation of [`Store`].
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str, max_connections: u32) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .connect_with(opts)
+            .await?;
+        Ok(SqliteStore { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+/// The newest migration this build carries.
+fn expected_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+fn bar_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Bar> {
+    Ok(Bar {
+        venue: row.try_get::<String, _>("venue")?.parse()?,
+        symbol: Symbol::new(&row.try_get::<String, _>("symbol")?)?,
+        interval: row.try_get::<String, _>("interval")?.parse()?,
+        bucket_start: row.try_get("bucket_start")?,
+        open: row.try_get("open")?,
+        high: row.try_get("high")?,
+        low: row.try_get("low")?,
+        close: row.try_get("close")?,
+        volume: row.try_get("volume")?,
+        notional: row.try_get("notional")?,
+        vwap: row.try_get("vwap")?,
+        trade_count: row.try_get::<i64, _>("trade_count")? as u64,
+        revision: row.try_get::<i64, _>("revision")? as u32,
+        ts_event: row.try_get("ts_event")?,
+        ts_ingest: row.try_get("ts_ingest")?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn check_schema(&self) -> Result<()> {
+        let expected = expected_version();
+        let has_table: Option<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let found: Option<i64> = if has_table.is_some() {
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = 1")
+                .fetch_one(&self.pool)
+                .await?
+        } else {
+            None
+        };
+        match found {
+            Some(v) if v == expected => Ok(()),
+            Some(v) if v > expected => Err(StoreError::TooNew { found: v, expected }),
+            other => Err(StoreError::Unmigrated { found: other, expected }),
+        }
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn upsert_bars(&self, bars: &[Bar]) -> Result<()> {
+        if bars.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for b in bars {
+            sqlx::query(
+                "INSERT INTO bars (venue, symbol, interval, bucket_start, open, high, low, close,
+                    volume, notional, vwap, trade_count, revision, ts_event, ts_ingest)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (venue, symbol, interval, bucket_start) DO UPDATE SET
+                    open = excluded.open, high = excluded.high, low = excluded.low,
+                    close = excluded.close, volume = excluded.volume,
+                    notional = excluded.notional, vwap = excluded.vwap,
+                    trade_count = excluded.trade_count, revision = excluded.revision,
+                    ts_event = excluded.ts_event, ts_ingest = excluded.ts_ingest
+                 WHERE excluded.revision >= bars.revision",
+            )
+            .bind(b.venue.as_str())
+            .bind(b.symbol.as_str())
+            .bind(b.interval.as_str())
+            .bind(b.bucket_start)
+            .bind(b.open)
+            .bind(b.high)
+            .bind(b.low)
+            .bind(b.close)
+            .bind(b.volume)
+            .bind(b.notional)
+            .bind(b.vwap)
+            .bind(b.trade_count as i64)
+            .bind(i64::from(b.revision))
+            .bind(b.ts_event)
+            .bind(b.ts_ingest)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn query_bars(&self, q: &BarQuery) -> Result<Vec<Bar>> {
+        let rows = sqlx::query(
+            "SELECT * FROM bars
+             WHERE symbol = ? AND interval = ? AND bucket_start >= ? AND bucket_start < ?
+               AND (? IS NULL OR venue = ?)
+             ORDER BY bucket_start, venue LIMIT ?",
+        )
+        .bind(q.symbol.as_str())
+        .bind(q.interval.as_str())
+        .bind(q.from)
+        .bind(q.to)
+        .bind(q.venue.map(|v| v.as_str()))
+        .bind(q.venue.map(|v| v.as_str()))
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(bar_from_row).collect()
+    }
+
+    async fn symbols(&self) -> Result<Vec<SymbolInfo>> {
+        let rows = sqlx::query(
+            "SELECT venue, symbol, MIN(bucket_start) AS first, MAX(bucket_start) AS last,
+                    COUNT(*) AS n
+             FROM bars WHERE interval = '1m' GROUP BY venue, symbol ORDER BY symbol, venue",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SymbolInfo {
+                    venue: r.try_get::<String, _>("venue")?.parse()?,
+                    symbol: Symbol::new(&r.try_get::<String, _>("symbol")?)?,
+                    first_bucket: r.try_get("first")?,
+                    last_bucket: r.try_get("last")?,
+                    bars_1m: r.try_get::<i64, _>("n")? as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_dead_letters(&self, letters: &[DeadLetter]) -> Result<()> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for d in letters {
+            sqlx::query(
+                "INSERT INTO dead_letters (topic, reason, error, payload, partition, \"offset\", ts_ingest)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&d.topic)
+            .bind(&d.reason)
+            .bind(&d.error)
+            .bind(&d.payload)
+            .bind(i64::from(d.partition))
+            .bind(d.offset as i64)
+            .bind(d.ts_ingest)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn dead_letter_counts(&self) -> Result<Vec<(String, u64)>> {
+        let rows = sqlx::query(
+            "SELECT reason, COUNT(*) AS n FROM dead_letters GROUP BY reason ORDER BY reason",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("reason")?, r.try_get::<i64, _>("n")? as u64)))
+            .collect()
+    }
+
+    async fn upsert_run(&self, run: &IngestionRun) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO ingestion_runs (id, connector, status, started_at, finished_at, quotes, error)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status,
+                finished_at = excluded.finished_at, quotes = excluded.quotes, error = excluded.error",
+        )
+        .bind(&run.id)
+        .bind(&run.connector)
+        .bind(run.status.as_str())
+        .bind(run.started_at)
+        .bind(run.finished_at)
+        .bind(run.quotes as i64)
+        .bind(&run.error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_runs(&self, f: &RunFilter) -> Result<Vec<IngestionRun>> {
+        let rows = sqlx::query(
+            "SELECT * FROM ingestion_runs
+             WHERE (? IS NULL OR connector = ?) AND (? IS NULL OR status = ?)
+             ORDER BY started_at DESC, id LIMIT ?",
+        )
+        .bind(&f.connector)
+        .bind(&f.connector)
+        .bind(f.status.map(|s| s.as_str()))
+        .bind(f.status.map(|s| s.as_str()))
+        .bind(i64::from(f.limit.max(1)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let status = match r.try_get::<String, _>("status")?.as_str() {
+                    "running" => RunStatus::Running,
+                    "completed" => RunStatus::Completed,
+                    _ => RunStatus::Failed,
+                };
+                Ok(IngestionRun {
+                    id: r.try_get("id")?,
+                    connector: r.try_get("connector")?,
+                    status,
+                    started_at: r.try_get("started_at")?,
+                    finished_at: r.try_get("finished_at")?,
+                    quotes: r.try_get::<i64, _>("quotes")? as u64,
+                    error: r.try_get("error")?,
+                })
+            })
+            .collect()
+    }
+}
