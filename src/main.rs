@@ -1,1 +1,107 @@
-fn main(){}
+//! `pricestream`: the command-line entry point. Wiring only; the work lives in the crates.
+
+mod config;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pricestream",
+    version,
+    about = "Event-time market data: bars, signals, alerts"
+)]
+struct Cli {
+    /// TOML configuration file (optional; environment variables override it).
+    #[arg(long, global = true, env = "PRICESTREAM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "PRICESTREAM_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Connectors, pipeline and API in one process (the embedded default).
+    Run,
+    /// Only the API, over an existing store.
+    Serve,
+    /// Apply database migrations.
+    Migrate,
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigAction {
+    /// Load and validate the configuration, then print it as TOML.
+    Check,
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PRICESTREAM_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match real_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<()> {
+    let cfg = Config::load(cli.config.as_deref())?;
+    if let Command::Config {
+        action: ConfigAction::Check,
+    } = cli.command
+    {
+        println!(
+            "# configuration is valid\n{}",
+            toml::to_string_pretty(&cfg)?
+        );
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("pricestream-io")
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run => run::run(cfg).await,
+            Command::Serve => run::serve(cfg).await,
+            Command::Migrate => run::migrate(cfg).await,
+            Command::Config { .. } => Ok(()),
+        }
+    })
+}

@@ -24,7 +24,13 @@ pub struct OhlcvAcc {
 
 impl OhlcvAcc {
     /// Starts an accumulator with one observation.
-    pub fn new(price: f64, size: f64, is_trade: bool, ts_event: TimestampNs, ts_ingest: TimestampNs) -> Self {
+    pub fn new(
+        price: f64,
+        size: f64,
+        is_trade: bool,
+        ts_event: TimestampNs,
+        ts_ingest: TimestampNs,
+    ) -> Self {
         OhlcvAcc {
             open: price,
             open_ts: ts_event,
@@ -41,7 +47,14 @@ impl OhlcvAcc {
 
     /// Folds in one observation.
     #[inline]
-    pub fn add(&mut self, price: f64, size: f64, is_trade: bool, ts_event: TimestampNs, ts_ingest: TimestampNs) {
+    pub fn add(
+        &mut self,
+        price: f64,
+        size: f64,
+        is_trade: bool,
+        ts_event: TimestampNs,
+        ts_ingest: TimestampNs,
+    ) {
         if ts_event < self.open_ts {
             self.open = price;
             self.open_ts = ts_event;

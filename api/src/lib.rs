@@ -1,1 +1,57 @@
-pub fn _x(){}
+//! The HTTP API (axum): health, history, symbols and Prometheus metrics.
+
+pub mod error;
+pub mod metrics;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use pricestream_store::Store;
+
+pub use error::{ApiError, Result};
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+/// Settings of the API (section `[api]`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Largest `limit` a history request may ask for.
+    pub max_page_rows: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:8080".into(),
+            max_page_rows: 10_000,
+        }
+    }
+}
+
+/// The application router.
+pub fn router(state: AppState, cfg: &ApiConfig) -> Router {
+    let limits = routes::Limits {
+        max_page_rows: cfg.max_page_rows.max(1),
+    };
+    Router::new()
+        .route("/health/live", get(routes::live))
+        .route("/health/ready", get(routes::ready))
+        .route("/metrics", get(routes::metrics))
+        .route("/v1/symbols", get(routes::symbols))
+        .route("/v1/ohlcv", get(routes::ohlcv))
+        .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::Extension(limits))
+        .with_state(state)
+}

@@ -98,7 +98,9 @@ impl InProcessBus {
         if senders.is_empty() {
             return Err(BusError::Closed);
         }
-        Ok(InProcessPublisher { senders: senders.clone() })
+        Ok(InProcessPublisher {
+            senders: senders.clone(),
+        })
     }
 
     /// The source of worker `index` of `peers`: partitions `p` with `p % peers == index`.
@@ -109,7 +111,12 @@ impl InProcessBus {
         for (p, slot) in receivers.iter_mut().enumerate() {
             if p % peers.max(1) == index {
                 let rx = slot.take().ok_or(BusError::PartitionTaken(p as u32))?;
-                parts.push(PartitionReader { partition: p as u32, next_offset: 0, rx, open: true });
+                parts.push(PartitionReader {
+                    partition: p as u32,
+                    next_offset: 0,
+                    rx,
+                    open: true,
+                });
             }
         }
         Ok(InProcessSource { parts, cursor: 0 })
@@ -128,7 +135,10 @@ impl QuotePublisher for InProcessPublisher {
         let n = self.senders.len() as u32;
         for q in quotes {
             let p = partition_for(&q.symbol, n) as usize;
-            self.senders[p].send(q).await.map_err(|_| BusError::Closed)?;
+            self.senders[p]
+                .send(q)
+                .await
+                .map_err(|_| BusError::Closed)?;
         }
         Ok(())
     }
@@ -158,7 +168,10 @@ impl QuoteSource for InProcessSource {
                 match part.rx.try_recv() {
                     Ok(q) => {
                         out.push(Polled {
-                            position: Position { partition: part.partition, offset: part.next_offset },
+                            position: Position {
+                                partition: part.partition,
+                                offset: part.next_offset,
+                            },
                             quote: Ok(q),
                         });
                         part.next_offset += 1;
@@ -172,7 +185,11 @@ impl QuoteSource for InProcessSource {
         if n > 0 {
             self.cursor = (self.cursor + 1) % n;
         }
-        Ok(if self.parts.iter().all(|p| !p.open) { SourceState::Finished } else { SourceState::Open })
+        Ok(if self.parts.iter().all(|p| !p.open) {
+            SourceState::Finished
+        } else {
+            SourceState::Open
+        })
     }
 
     fn partitions(&self) -> Vec<u32> {
@@ -215,7 +232,10 @@ mod tests {
         let bus = InProcessBus::new(4, 1024);
         let publisher = bus.publisher().unwrap();
         let mut sources: Vec<_> = (0..2).map(|i| bus.source(i, 2).unwrap()).collect();
-        assert!(bus.source(0, 2).is_err(), "a partition was handed out twice");
+        assert!(
+            bus.source(0, 2).is_err(),
+            "a partition was handed out twice"
+        );
         let quotes: Vec<Quote> = (0..100)
             .map(|i| q(["BTC-USDT", "ETH-USDT", "SOL-USDT"][i % 3], i as i64))
             .collect();
@@ -243,7 +263,12 @@ mod tests {
             assert!(ts.windows(2).all(|w| w[0] < w[1]), "{sym} out of order");
             let parts: std::collections::HashSet<u32> = got
                 .iter()
-                .filter(|p| p.quote.as_ref().map(|q| q.symbol.as_str() == sym).unwrap_or(false))
+                .filter(|p| {
+                    p.quote
+                        .as_ref()
+                        .map(|q| q.symbol.as_str() == sym)
+                        .unwrap_or(false)
+                })
                 .map(|p| p.position.partition)
                 .collect();
             assert_eq!(parts.len(), 1);

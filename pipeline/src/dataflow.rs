@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use pricestream_bus::{Polled, QuoteSource, SourceState};
 use pricestream_schemas::codec::topics;
-use pricestream_schemas::{Bar, Interval, Quote, SystemClock, Clock, TimestampNs};
+use pricestream_schemas::{Bar, Clock, Interval, Quote, SystemClock, TimestampNs};
 use pricestream_store::DeadLetter;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -31,7 +31,13 @@ pub enum Record {
     /// A valid quote with its partition's watermark when it was read.
     Quote { quote: Quote, pwm: TimestampNs },
     /// A message rejected at the entry.
-    Rejected { reason: String, error: String, payload: Vec<u8>, partition: u32, offset: u64 },
+    Rejected {
+        reason: String,
+        error: String,
+        payload: Vec<u8>,
+        partition: u32,
+        offset: u64,
+    },
 }
 
 /// A record leaving the window operator.

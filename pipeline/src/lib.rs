@@ -43,7 +43,9 @@ impl PipelineConfig {
     /// The worker count with `0` resolved to the number of cores.
     pub fn resolved_workers(&self) -> usize {
         if self.workers == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         } else {
             self.workers
         }

@@ -17,15 +17,51 @@ pub const DEAD_LETTERS: &str = "pricestream_pipeline_dead_letters_total";
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(QUOTES_INGESTED, Unit::Count, "Quotes read by the pipeline");
-    describe_counter!(QUOTES_REJECTED, Unit::Count, "Messages rejected at the pipeline entry, by reason");
-    describe_counter!(LATE_EVENTS, Unit::Count, "Quotes later than the allowed lateness (sent to the dead-letter queue)");
-    describe_counter!(BARS_EMITTED, Unit::Count, "Bars emitted by the window operator, by interval");
-    describe_counter!(BAR_REVISIONS, Unit::Count, "Bar emissions that revise an earlier one because of late data");
-    describe_gauge!(WATERMARK_LAG, Unit::Seconds, "Wall-clock time minus the pipeline watermark");
-    describe_gauge!(WATERMARK, Unit::Seconds, "The pipeline's event-time watermark as a Unix timestamp");
+    describe_counter!(
+        QUOTES_REJECTED,
+        Unit::Count,
+        "Messages rejected at the pipeline entry, by reason"
+    );
+    describe_counter!(
+        LATE_EVENTS,
+        Unit::Count,
+        "Quotes later than the allowed lateness (sent to the dead-letter queue)"
+    );
+    describe_counter!(
+        BARS_EMITTED,
+        Unit::Count,
+        "Bars emitted by the window operator, by interval"
+    );
+    describe_counter!(
+        BAR_REVISIONS,
+        Unit::Count,
+        "Bar emissions that revise an earlier one because of late data"
+    );
+    describe_gauge!(
+        WATERMARK_LAG,
+        Unit::Seconds,
+        "Wall-clock time minus the pipeline watermark"
+    );
+    describe_gauge!(
+        WATERMARK,
+        Unit::Seconds,
+        "The pipeline's event-time watermark as a Unix timestamp"
+    );
     describe_histogram!(SINK_BATCH_ROWS, Unit::Count, "Rows per sink batch, by sink");
-    describe_histogram!(SINK_WRITE_SECONDS, Unit::Seconds, "Time to make one sink batch durable, by sink");
+    describe_histogram!(
+        SINK_WRITE_SECONDS,
+        Unit::Seconds,
+        "Time to make one sink batch durable, by sink"
+    );
     describe_counter!(SINK_ROWS_WRITTEN, Unit::Count, "Rows made durable, by sink");
-    describe_counter!(SINK_RETRIES, Unit::Count, "Sink writes retried after a retryable error, by sink");
-    describe_counter!(DEAD_LETTERS, Unit::Count, "Messages stored in the dead-letter queue, by reason");
+    describe_counter!(
+        SINK_RETRIES,
+        Unit::Count,
+        "Sink writes retried after a retryable error, by sink"
+    );
+    describe_counter!(
+        DEAD_LETTERS,
+        Unit::Count,
+        "Messages stored in the dead-letter queue, by reason"
+    );
 }

@@ -87,7 +87,8 @@ pub async fn run_sink(
         }
         if !batch.dead.is_empty() {
             for d in &batch.dead {
-                metrics::counter!(m::DEAD_LETTERS, "reason" => reason_label(&d.reason)).increment(1);
+                metrics::counter!(m::DEAD_LETTERS, "reason" => reason_label(&d.reason))
+                    .increment(1);
             }
             let dead = Arc::new(batch.dead);
             with_retry("dlq", || {
@@ -105,7 +106,8 @@ pub async fn run_sink(
 
 fn record(sink: &'static str, rows: usize, started: Instant) {
     metrics::histogram!(m::SINK_BATCH_ROWS, "sink" => sink).record(rows as f64);
-    metrics::histogram!(m::SINK_WRITE_SECONDS, "sink" => sink).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(m::SINK_WRITE_SECONDS, "sink" => sink)
+        .record(started.elapsed().as_secs_f64());
     metrics::counter!(m::SINK_ROWS_WRITTEN, "sink" => sink).increment(rows as u64);
 }
 

@@ -23,7 +23,10 @@ pub struct SharedProgress {
 
 impl SharedProgress {
     pub fn new(now: TimestampNs) -> Self {
-        SharedProgress { max_event: AtomicI64::new(i64::MIN), last_event_at: AtomicI64::new(now) }
+        SharedProgress {
+            max_event: AtomicI64::new(i64::MIN),
+            last_event_at: AtomicI64::new(now),
+        }
     }
 }
 
@@ -47,9 +50,22 @@ impl WatermarkTracker {
     pub fn new(partitions: &[u32], delay: i64, idle_timeout: i64, now: TimestampNs) -> Self {
         let parts = partitions
             .iter()
-            .map(|&p| (p, PartitionWm { max_event: None, last_active: now }))
+            .map(|&p| {
+                (
+                    p,
+                    PartitionWm {
+                        max_event: None,
+                        last_active: now,
+                    },
+                )
+            })
             .collect();
-        WatermarkTracker { delay, idle_timeout, parts, current: i64::MIN }
+        WatermarkTracker {
+            delay,
+            idle_timeout,
+            parts,
+            current: i64::MIN,
+        }
     }
 
     /// Records an event of `partition`; returns that partition's watermark after it.
@@ -60,10 +76,10 @@ impl WatermarkTracker {
         now: TimestampNs,
         shared: &SharedProgress,
     ) -> TimestampNs {
-        let p = self
-            .parts
-            .entry(partition)
-            .or_insert(PartitionWm { max_event: None, last_active: now });
+        let p = self.parts.entry(partition).or_insert(PartitionWm {
+            max_event: None,
+            last_active: now,
+        });
         let max = p.max_event.map_or(ts_event, |m| m.max(ts_event));
         p.max_event = Some(max);
         p.last_active = now;
@@ -157,7 +173,11 @@ mod tests {
         let mut idle = WatermarkTracker::new(&[1], 0, 10 * S, 0);
         busy.observe(0, 500 * S, 9 * S, &shared);
         assert_eq!(idle.advance(5 * S, &shared), i64::MIN, "not idle yet");
-        assert_eq!(idle.advance(10 * S, &shared), 500 * S, "follows the busy worker");
+        assert_eq!(
+            idle.advance(10 * S, &shared),
+            500 * S,
+            "follows the busy worker"
+        );
         // everything quiet since t=9s: after the idle timeout, time moves on
         assert_eq!(idle.advance(19 * S, &shared), 510 * S);
         assert_eq!(busy.advance(25 * S, &shared), 516 * S);

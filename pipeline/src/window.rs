@@ -74,11 +74,18 @@ impl BarWindows {
         let key = (q.venue, q.symbol.clone(), start);
         let is_trade = q.kind == QuoteKind::Trade;
         if let Some(st) = self.windows.get_mut(&key) {
-            st.acc.add(q.price, q.size, is_trade, q.ts_event, q.ts_ingest);
+            st.acc
+                .add(q.price, q.size, is_trade, q.ts_event, q.ts_ingest);
             if end <= eff {
                 st.revision += 1;
                 if st.emitted {
-                    return Admit::Revised(st.acc.to_bar(key.0, key.1, self.interval, start, st.revision));
+                    return Admit::Revised(st.acc.to_bar(
+                        key.0,
+                        key.1,
+                        self.interval,
+                        start,
+                        st.revision,
+                    ));
                 }
             }
             return Admit::Pending { end };
@@ -87,14 +94,31 @@ impl BarWindows {
             return Admit::Late;
         }
         let acc = OhlcvAcc::new(q.price, q.size, is_trade, q.ts_event, q.ts_ingest);
-        self.purging.entry(end.saturating_add(self.lateness)).or_default().push(key.clone());
+        self.purging
+            .entry(end.saturating_add(self.lateness))
+            .or_default()
+            .push(key.clone());
         if end <= frontier {
             let bar = acc.to_bar(key.0, key.1.clone(), self.interval, start, 0);
-            self.windows.insert(key, WinState { acc, revision: 0, emitted: true });
+            self.windows.insert(
+                key,
+                WinState {
+                    acc,
+                    revision: 0,
+                    emitted: true,
+                },
+            );
             return Admit::New(bar);
         }
         self.closing.entry(end).or_default().push(key.clone());
-        self.windows.insert(key, WinState { acc, revision: 0, emitted: false });
+        self.windows.insert(
+            key,
+            WinState {
+                acc,
+                revision: 0,
+                emitted: false,
+            },
+        );
         Admit::Pending { end }
     }
 
@@ -112,7 +136,13 @@ impl BarWindows {
                 if let Some(st) = self.windows.get_mut(&key) {
                     if !st.emitted {
                         st.emitted = true;
-                        bars.push(st.acc.to_bar(key.0, key.1.clone(), self.interval, key.2, st.revision));
+                        bars.push(st.acc.to_bar(
+                            key.0,
+                            key.1.clone(),
+                            self.interval,
+                            key.2,
+                            st.revision,
+                        ));
                     }
                 }
             }
@@ -158,14 +188,31 @@ mod tests {
     fn assigns_quotes_to_minute_buckets() {
         let mut w = BarWindows::new(Interval::M1, 30 * SEC);
         let base = 1_000 * MIN;
-        assert_eq!(w.offer(&q("BTC-USDT", base, 1.0), base, base), Admit::Pending { end: base + MIN });
-        assert_eq!(w.offer(&q("BTC-USDT", base + MIN - 1, 2.0), base, base), Admit::Pending { end: base + MIN });
-        assert_eq!(w.offer(&q("BTC-USDT", base + MIN, 3.0), base, base), Admit::Pending { end: base + 2 * MIN });
-        assert!(w.advance(base + MIN - 1).is_empty(), "closed before its end");
+        assert_eq!(
+            w.offer(&q("BTC-USDT", base, 1.0), base, base),
+            Admit::Pending { end: base + MIN }
+        );
+        assert_eq!(
+            w.offer(&q("BTC-USDT", base + MIN - 1, 2.0), base, base),
+            Admit::Pending { end: base + MIN }
+        );
+        assert_eq!(
+            w.offer(&q("BTC-USDT", base + MIN, 3.0), base, base),
+            Admit::Pending {
+                end: base + 2 * MIN
+            }
+        );
+        assert!(
+            w.advance(base + MIN - 1).is_empty(),
+            "closed before its end"
+        );
         let closed = w.advance(base + MIN);
         assert_eq!(closed.len(), 1);
         let bar = &closed[0].1[0];
-        assert_eq!((bar.bucket_start, bar.open, bar.close, bar.trade_count), (base, 1.0, 2.0, 2));
+        assert_eq!(
+            (bar.bucket_start, bar.open, bar.close, bar.trade_count),
+            (base, 1.0, 2.0, 2)
+        );
         assert_eq!(bar.revision, 0);
         let next = w.advance(base + 2 * MIN);
         assert_eq!(next[0].1[0].open, 3.0);
@@ -193,7 +240,10 @@ mod tests {
         w.advance(base + MIN + 30 * SEC);
         assert_eq!(w.open_windows(), 0);
         let eff = base + MIN + 31 * SEC;
-        assert_eq!(w.offer(&q("ETH-USDT", base + 59 * SEC, 1.0), eff, eff), Admit::Late);
+        assert_eq!(
+            w.offer(&q("ETH-USDT", base + 59 * SEC, 1.0), eff, eff),
+            Admit::Late
+        );
     }
 
     #[test]
@@ -213,7 +263,10 @@ mod tests {
         let mut w = BarWindows::new(Interval::M1, MIN);
         let base = 1_000 * MIN;
         w.offer(&q("BTC-USDT", base + SEC, 1.0), base, base);
-        assert_eq!(w.offer(&q("BTC-USDT", base + 2 * SEC, 2.0), base + MIN + SEC, base), Admit::Pending { end: base + MIN });
+        assert_eq!(
+            w.offer(&q("BTC-USDT", base + 2 * SEC, 2.0), base + MIN + SEC, base),
+            Admit::Pending { end: base + MIN }
+        );
         let bars = w.advance(base + MIN);
         assert_eq!((bars[0].1[0].revision, bars[0].1[0].close), (1, 2.0));
     }

@@ -19,7 +19,9 @@ fn stream(seed: u64, n: usize) -> Vec<Quote> {
         .iter()
         .map(|s| Symbol::new(s).unwrap())
         .collect();
-    SyntheticMarket::new(seed, &syms, START, 20.0, 0.8, 0.05, 1_500).take(n).collect()
+    SyntheticMarket::new(seed, &syms, START, 20.0, 0.8, 0.05, 1_500)
+        .take(n)
+        .collect()
 }
 
 type Key = (String, i64);
@@ -31,10 +33,16 @@ async fn process(quotes: &[Quote], workers: usize) -> (Vec<Bar>, BTreeMap<Key, B
     publisher.publish(quotes.to_vec()).await.unwrap();
     drop(publisher);
     bus.close();
-    let cfg = PipelineConfig { workers, ..PipelineConfig::default() };
+    let cfg = PipelineConfig {
+        workers,
+        ..PipelineConfig::default()
+    };
     let factory: SourceFactory = {
         let bus = Arc::clone(&bus);
-        Arc::new(move |i, n| bus.source(i, n).map(|s| Box::new(s) as Box<dyn QuoteSource>))
+        Arc::new(move |i, n| {
+            bus.source(i, n)
+                .map(|s| Box::new(s) as Box<dyn QuoteSource>)
+        })
     };
     let (tx, mut rx) = mpsc::channel::<SinkBatch>(64);
     let handle = tokio::task::spawn_blocking(move || {
@@ -96,13 +104,21 @@ async fn bars_equal_a_direct_aggregation() {
     assert_eq!(bars.len(), direct.len());
     for (key, acc) in &direct {
         let bar = &bars[key];
-        assert_eq!((bar.open, bar.high, bar.low, bar.close), (acc.open, acc.high, acc.low, acc.close), "{key:?}");
+        assert_eq!(
+            (bar.open, bar.high, bar.low, bar.close),
+            (acc.open, acc.high, acc.low, acc.close),
+            "{key:?}"
+        );
         assert_eq!(bar.trade_count, acc.trade_count);
         assert!((bar.volume - acc.volume).abs() <= 1e-9 * acc.volume);
         assert!(bar.low <= bar.vwap && bar.vwap <= bar.high);
     }
     let total: u64 = bars.values().map(|b| b.trade_count).sum();
-    assert_eq!(total, quotes.len() as u64, "every quote is in exactly one bar");
+    assert_eq!(
+        total,
+        quotes.len() as u64,
+        "every quote is in exactly one bar"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,7 +130,7 @@ async fn late_events_revise_or_go_to_the_dead_letter_queue() {
     revising.ts_event = Interval::M1.bucket_start(last_ts) - 30_000_000_000;
     revising.ts_ingest = last_ts;
     revising.price *= 1.5; // a new high, so the revision is visible
-    // ... and one 10 minutes late (beyond it: dead-lettered)
+                           // ... and one 10 minutes late (beyond it: dead-lettered)
     let mut too_late = quotes[1].clone();
     too_late.ts_event = last_ts - 600_000_000_000;
     too_late.ts_ingest = last_ts;
@@ -125,7 +141,10 @@ async fn late_events_revise_or_go_to_the_dead_letter_queue() {
     quotes.extend(tail);
     let (all, last, dead) = process(&quotes, 1).await;
     assert_eq!(dead, 1, "exactly the too-late quote is dead-lettered");
-    let key = (revising.symbol.to_string(), Interval::M1.bucket_start(revising.ts_event));
+    let key = (
+        revising.symbol.to_string(),
+        Interval::M1.bucket_start(revising.ts_event),
+    );
     let revised = &last[&key];
     assert_eq!(revised.revision, 1);
     assert_eq!(revised.high, revising.price);

@@ -122,17 +122,24 @@ fn column<'a>(batch: &'a RecordBatch, name: &'static str) -> Result<&'a ArrayRef
 }
 
 fn bad_type(name: &'static str) -> SchemaError {
-    SchemaError::Invalid { field: "arrow", message: format!("column {name} has the wrong type") }
+    SchemaError::Invalid {
+        field: "arrow",
+        message: format!("column {name} has the wrong type"),
+    }
 }
 
 macro_rules! typed {
     ($batch:expr, $name:literal, $as:ident, $t:ty) => {
-        column($batch, $name)?.$as::<$t>().ok_or_else(|| bad_type($name))?
+        column($batch, $name)?
+            .$as::<$t>()
+            .ok_or_else(|| bad_type($name))?
     };
 }
 
 fn strings<'a>(batch: &'a RecordBatch, name: &'static str) -> Result<&'a arrow_array::StringArray> {
-    column(batch, name)?.as_string_opt::<i32>().ok_or_else(|| bad_type(name))
+    column(batch, name)?
+        .as_string_opt::<i32>()
+        .ok_or_else(|| bad_type(name))
 }
 
 /// Decodes bars from a record batch. `interval` is used when the batch has no
@@ -140,8 +147,15 @@ fn strings<'a>(batch: &'a RecordBatch, name: &'static str) -> Result<&'a arrow_a
 pub fn bars_from_batch(batch: &RecordBatch, interval: Option<Interval>) -> Result<Vec<Bar>> {
     let venue = strings(batch, "venue")?;
     let symbol = strings(batch, "symbol")?;
-    let intervals = batch.column_by_name("interval").and_then(|c| c.as_string_opt::<i32>());
-    let bucket_start = typed!(batch, "bucket_start", as_primitive_opt, TimestampNanosecondType);
+    let intervals = batch
+        .column_by_name("interval")
+        .and_then(|c| c.as_string_opt::<i32>());
+    let bucket_start = typed!(
+        batch,
+        "bucket_start",
+        as_primitive_opt,
+        TimestampNanosecondType
+    );
     let open = typed!(batch, "open", as_primitive_opt, Float64Type);
     let high = typed!(batch, "high", as_primitive_opt, Float64Type);
     let low = typed!(batch, "low", as_primitive_opt, Float64Type);
@@ -152,7 +166,12 @@ pub fn bars_from_batch(batch: &RecordBatch, interval: Option<Interval>) -> Resul
     let trade_count = typed!(batch, "trade_count", as_primitive_opt, UInt64Type);
     let revision = typed!(batch, "revision", as_primitive_opt, UInt32Type);
     let ts_event = typed!(batch, "ts_event", as_primitive_opt, TimestampNanosecondType);
-    let ts_ingest = typed!(batch, "ts_ingest", as_primitive_opt, TimestampNanosecondType);
+    let ts_ingest = typed!(
+        batch,
+        "ts_ingest",
+        as_primitive_opt,
+        TimestampNanosecondType
+    );
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         let interval = match (intervals, interval) {
@@ -240,7 +259,12 @@ pub fn quotes_from_batch(batch: &RecordBatch) -> Result<Vec<Quote>> {
     let bid = typed!(batch, "bid", as_primitive_opt, Float64Type);
     let ask = typed!(batch, "ask", as_primitive_opt, Float64Type);
     let ts_event = typed!(batch, "ts_event", as_primitive_opt, TimestampNanosecondType);
-    let ts_ingest = typed!(batch, "ts_ingest", as_primitive_opt, TimestampNanosecondType);
+    let ts_ingest = typed!(
+        batch,
+        "ts_ingest",
+        as_primitive_opt,
+        TimestampNanosecondType
+    );
     let opt = |a: &arrow_array::Float64Array, i: usize| (!a.is_null(i)).then(|| a.value(i));
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {

@@ -61,7 +61,11 @@ impl WireEvent for AlertEvent {
 pub fn encode<T: WireEvent>(event: &T) -> Vec<u8> {
     // Serializing these plain structs into a Vec cannot fail: no maps with non-string keys,
     // no foreign Serialize impls that error.
-    serde_json::to_vec(&Out { v: WIRE_VERSION, payload: event }).unwrap_or_default()
+    serde_json::to_vec(&Out {
+        v: WIRE_VERSION,
+        payload: event,
+    })
+    .unwrap_or_default()
 }
 
 /// Decodes a v1 wire message; the version must match.

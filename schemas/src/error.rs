@@ -11,7 +11,10 @@ pub enum SchemaError {
     #[error("invalid symbol {0:?}: expected BASE-QUOTE in upper case, e.g. BTC-USDT")]
     Symbol(String),
     #[error("invalid field {field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("arrow conversion failed: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
 }

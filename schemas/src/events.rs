@@ -53,7 +53,10 @@ fn positive(field: &'static str, v: f64) -> Result<()> {
     if v.is_finite() && v > 0.0 {
         Ok(())
     } else {
-        Err(SchemaError::Invalid { field, message: format!("must be finite and > 0, got {v}") })
+        Err(SchemaError::Invalid {
+            field,
+            message: format!("must be finite and > 0, got {v}"),
+        })
     }
 }
 

@@ -70,7 +70,8 @@ impl Symbol {
         let valid_part = |p: &str| {
             !p.is_empty()
                 && p.len() <= 16
-                && p.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+                && p.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
         };
         match s.split_once('-') {
             Some((base, quote)) if valid_part(base) && valid_part(quote) => {
@@ -141,8 +142,13 @@ pub enum Interval {
 }
 
 impl Interval {
-    pub const ALL: [Interval; 5] =
-        [Interval::M1, Interval::M5, Interval::M15, Interval::H1, Interval::D1];
+    pub const ALL: [Interval; 5] = [
+        Interval::M1,
+        Interval::M5,
+        Interval::M15,
+        Interval::H1,
+        Interval::D1,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -211,7 +217,10 @@ mod tests {
         assert_eq!(Interval::M1.bucket_start(m - 1), 0);
         assert_eq!(Interval::M1.bucket_start(m), m);
         assert_eq!(Interval::M1.bucket_start(-1), -m);
-        assert_eq!(Interval::H1.bucket_start(3 * 3600 * 1_000_000_000 + 5), 3 * 3600 * 1_000_000_000);
+        assert_eq!(
+            Interval::H1.bucket_start(3 * 3600 * 1_000_000_000 + 5),
+            3 * 3600 * 1_000_000_000
+        );
     }
 
     #[test]
@@ -219,6 +228,9 @@ mod tests {
         // FNV-1a of "BTC-USDT": a fixed value, so partitioning never changes across releases.
         let s = Symbol::new("BTC-USDT").unwrap();
         assert_eq!(s.stable_hash(), s.clone().stable_hash());
-        assert_ne!(s.stable_hash(), Symbol::new("ETH-USDT").unwrap().stable_hash());
+        assert_ne!(
+            s.stable_hash(),
+            Symbol::new("ETH-USDT").unwrap().stable_hash()
+        );
     }
 }

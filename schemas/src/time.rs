@@ -15,7 +15,9 @@ pub fn to_rfc3339(ts: TimestampNs) -> String {
 
 /// `YYYY-MM-DD` of a UTC timestamp (used for lake partitions).
 pub fn date_of(ts: TimestampNs) -> String {
-    DateTime::<Utc>::from_timestamp_nanos(ts).format("%Y-%m-%d").to_string()
+    DateTime::<Utc>::from_timestamp_nanos(ts)
+        .format("%Y-%m-%d")
+        .to_string()
 }
 
 /// Parses an RFC 3339 timestamp, or an integer of Unix epoch milliseconds.
@@ -23,7 +25,9 @@ pub fn parse_time(s: &str) -> Option<TimestampNs> {
     if let Ok(ms) = s.parse::<i64>() {
         return ms.checked_mul(NANOS_PER_MILLI);
     }
-    DateTime::parse_from_rfc3339(s).ok().and_then(|t| t.timestamp_nanos_opt())
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .and_then(|t| t.timestamp_nanos_opt())
 }
 
 /// A source of "now". Window and indicator code never reads it; connectors and

@@ -14,7 +14,10 @@ fn check<T: WireEvent>(event: &T) {
     let bytes = codec::encode(event);
     let value: Value = serde_json::from_slice(&bytes).unwrap();
     if let Err(e) = schemas.validate(&value, idx) {
-        panic!("{} payload does not match its schema: {e}\n{value}", T::TOPIC);
+        panic!(
+            "{} payload does not match its schema: {e}\n{value}",
+            T::TOPIC
+        );
     }
     let back: T = codec::decode(&bytes).unwrap();
     assert_eq!(codec::encode(&back), bytes, "round trip changed the bytes");
@@ -23,7 +26,9 @@ fn check<T: WireEvent>(event: &T) {
     let mut wrong = value.clone();
     wrong["v"] = Value::from(2);
     assert!(schemas.validate(&wrong, idx).is_err());
-    let err = codec::decode::<T>(&serde_json::to_vec(&wrong).unwrap()).err().unwrap();
+    let err = codec::decode::<T>(&serde_json::to_vec(&wrong).unwrap())
+        .err()
+        .unwrap();
     assert_eq!(err.reason(), "unsupported_version");
 }
 
@@ -113,5 +118,28 @@ fn external_producer_payload_decodes() {
         (br#"{"v":1,"venue":"binance","symbol":"ETH-USDT","kind":"trade","price":-1,"size":1,"ts_event":1,"ts_ingest":1}"#, "invalid_price"),
     ] {
         assert_eq!(codec::decode_quote(bad).unwrap_err().reason(), reason);
+    }
+}
+
+proptest::proptest! {
+    /// Prices survive the wire codec bit for bit (correct to the last digit).
+    #[test]
+    fn floats_round_trip_exactly(price in 1e-8f64..1e7, size in 0f64..1e6) {
+        let q = Quote {
+            venue: Venue::Binance,
+            symbol: sym(),
+            kind: QuoteKind::Trade,
+            price,
+            size,
+            side: None,
+            trade_id: None,
+            bid: None,
+            ask: None,
+            ts_event: 1,
+            ts_ingest: 1,
+        };
+        let back: Quote = codec::decode(&codec::encode(&q)).unwrap();
+        proptest::prop_assert_eq!(back.price.to_bits(), price.to_bits());
+        proptest::prop_assert_eq!(back.size.to_bits(), size.to_bits());
     }
 }

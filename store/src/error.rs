@@ -15,7 +15,10 @@ pub enum StoreError {
     #[error("stored data is invalid: {0}")]
     Data(#[from] pricestream_schemas::SchemaError),
     #[error("lake i/o on {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("arrow: {0}")]
@@ -26,13 +29,15 @@ impl StoreError {
     /// The one place that decides whether a failed store call may succeed when retried.
     pub fn is_retryable(&self) -> bool {
         match self {
-            StoreError::Db(e) => matches!(
-                e,
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-            ) || e
-                .as_database_error()
-                .and_then(|d| d.code())
-                .is_some_and(|c| c == "5" || c == "40001" || c == "40P01"),
+            StoreError::Db(e) => {
+                matches!(
+                    e,
+                    sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+                ) || e
+                    .as_database_error()
+                    .and_then(|d| d.code())
+                    .is_some_and(|c| c == "5" || c == "40001" || c == "40P01")
+            }
             StoreError::Io { .. } => true,
             _ => false,
         }

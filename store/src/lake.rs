@@ -39,12 +39,18 @@ pub struct Lake {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.display().to_string(), source }
+    move |source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 impl Lake {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Lake { root: root.into(), cache: HashMap::new() }
+        Lake {
+            root: root.into(),
+            cache: HashMap::new(),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -89,7 +95,9 @@ impl Lake {
                 let loaded = self.load(part)?;
                 self.cache.insert(part, loaded);
             }
-            let Some(rows) = self.cache.get_mut(&part) else { continue };
+            let Some(rows) = self.cache.get_mut(&part) else {
+                continue;
+            };
             for b in new_bars {
                 let key = (b.bucket_start, b.venue, b.symbol.clone());
                 match rows.get(&key) {
@@ -167,7 +175,10 @@ pub fn write_bar_file(path: &Path, bars: &[Bar]) -> Result<()> {
     let mut writer = ArrowWriter::try_new(&mut buf, bar_schema(false), Some(writer_props()))?;
     writer.write(&batch)?;
     writer.close()?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     {
         let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
@@ -221,7 +232,9 @@ mod tests {
     fn writes_hive_partitions_and_merges_revisions() {
         let dir = tempfile::tempdir().unwrap();
         let mut lake = Lake::new(dir.path());
-        let files = lake.write_bars(&[bar("BTC-USDT", 0, 0, 1.0), bar("ETH-USDT", 61, 0, 2.0)]).unwrap();
+        let files = lake
+            .write_bars(&[bar("BTC-USDT", 0, 0, 1.0), bar("ETH-USDT", 61, 0, 2.0)])
+            .unwrap();
         assert_eq!(files.len(), 2);
         assert!(files[0].ends_with("bars/interval=1m/date=2025-11-21/bars-2025-11-21T00.parquet"));
         // a revision replaces, an older revision does not
@@ -241,7 +254,16 @@ mod tests {
     fn same_bars_give_identical_bytes_whatever_the_write_order() {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
-        let bars: Vec<Bar> = (0..30).map(|m| bar(["BTC-USDT", "ETH-USDT"][m as usize % 2], m, 0, m as f64 + 1.0)).collect();
+        let bars: Vec<Bar> = (0..30)
+            .map(|m| {
+                bar(
+                    ["BTC-USDT", "ETH-USDT"][m as usize % 2],
+                    m,
+                    0,
+                    m as f64 + 1.0,
+                )
+            })
+            .collect();
         let mut la = Lake::new(a.path());
         la.write_bars(&bars).unwrap();
         let mut lb = Lake::new(b.path());
@@ -251,6 +273,9 @@ mod tests {
         let fa = la.write_bars(&[]).unwrap();
         assert!(fa.is_empty());
         let p = "bars/interval=1m/date=2025-11-21/bars-2025-11-21T00.parquet";
-        assert_eq!(fs::read(a.path().join(p)).unwrap(), fs::read(b.path().join(p)).unwrap());
+        assert_eq!(
+            fs::read(a.path().join(p)).unwrap(),
+            fs::read(b.path().join(p)).unwrap()
+        );
     }
 }

@@ -34,6 +34,9 @@ pub struct BarQuery {
     pub from: TimestampNs,
     pub to: TimestampNs,
     pub limit: u32,
+    /// Take the last `limit` rows of the range instead of the first (still returned in
+    /// ascending order).
+    pub tail: bool,
 }
 
 /// A symbol the store has bars for.
@@ -77,7 +80,9 @@ pub trait Store: Send + Sync {
 /// Opens the store named by `url` (`sqlite://path` or `postgres://…`).
 pub async fn open(url: &str, max_connections: u32) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteStore::open(url, max_connections).await?))
+        Ok(Arc::new(
+            sqlite::SqliteStore::open(url, max_connections).await?,
+        ))
     } else {
         Err(StoreError::Url(url.to_string()))
     }

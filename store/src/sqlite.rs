@@ -87,7 +87,10 @@ impl Store for SqliteStore {
         match found {
             Some(v) if v == expected => Ok(()),
             Some(v) if v > expected => Err(StoreError::TooNew { found: v, expected }),
-            other => Err(StoreError::Unmigrated { found: other, expected }),
+            other => Err(StoreError::Unmigrated {
+                found: other,
+                expected,
+            }),
         }
     }
 
@@ -137,22 +140,32 @@ impl Store for SqliteStore {
     }
 
     async fn query_bars(&self, q: &BarQuery) -> Result<Vec<Bar>> {
-        let rows = sqlx::query(
+        let sql = if q.tail {
             "SELECT * FROM bars
              WHERE symbol = ? AND interval = ? AND bucket_start >= ? AND bucket_start < ?
                AND (? IS NULL OR venue = ?)
-             ORDER BY bucket_start, venue LIMIT ?",
-        )
-        .bind(q.symbol.as_str())
-        .bind(q.interval.as_str())
-        .bind(q.from)
-        .bind(q.to)
-        .bind(q.venue.map(|v| v.as_str()))
-        .bind(q.venue.map(|v| v.as_str()))
-        .bind(i64::from(q.limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(bar_from_row).collect()
+             ORDER BY bucket_start DESC, venue DESC LIMIT ?"
+        } else {
+            "SELECT * FROM bars
+             WHERE symbol = ? AND interval = ? AND bucket_start >= ? AND bucket_start < ?
+               AND (? IS NULL OR venue = ?)
+             ORDER BY bucket_start, venue LIMIT ?"
+        };
+        let rows = sqlx::query(sql)
+            .bind(q.symbol.as_str())
+            .bind(q.interval.as_str())
+            .bind(q.from)
+            .bind(q.to)
+            .bind(q.venue.map(|v| v.as_str()))
+            .bind(q.venue.map(|v| v.as_str()))
+            .bind(i64::from(q.limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut bars = rows.iter().map(bar_from_row).collect::<Result<Vec<_>>>()?;
+        if q.tail {
+            bars.reverse();
+        }
+        Ok(bars)
     }
 
     async fn symbols(&self) -> Result<Vec<SymbolInfo>> {

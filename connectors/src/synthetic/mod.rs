@@ -27,10 +27,14 @@ impl SyntheticConfig {
             .map(|s| Symbol::new(s).map_err(|e| ConnectorError::Config(e.to_string())))
             .collect::<Result<Vec<_>>>()?;
         if symbols.is_empty() {
-            return Err(ConnectorError::Config("synthetic: at least one symbol is needed".into()));
+            return Err(ConnectorError::Config(
+                "synthetic: at least one symbol is needed".into(),
+            ));
         }
         if !(self.trades_per_sec.is_finite() && self.trades_per_sec > 0.0) {
-            return Err(ConnectorError::Config("synthetic: trades_per_sec must be > 0".into()));
+            return Err(ConnectorError::Config(
+                "synthetic: trades_per_sec must be > 0".into(),
+            ));
         }
         let start = match self.start_ms {
             Some(ms) => ms * NANOS_PER_MILLI,
@@ -67,14 +71,18 @@ pub async fn run(
             i64::MAX
         };
         let mut batch = Vec::with_capacity(BATCH);
-        while batch.len() < BATCH && sent + (batch.len() as u64) < limit && market.peek_time() <= horizon {
+        while batch.len() < BATCH
+            && sent + (batch.len() as u64) < limit
+            && market.peek_time() <= horizon
+        {
             if let Some(q) = market.next() {
                 batch.push(q);
             }
         }
         if batch.is_empty() {
             let wait_sim = (market.peek_time() - horizon).max(0) as f64 / cfg.speed.max(1e-9);
-            let wait = Duration::from_nanos(wait_sim as u64).clamp(Duration::from_millis(1), Duration::from_millis(50));
+            let wait = Duration::from_nanos(wait_sim as u64)
+                .clamp(Duration::from_millis(1), Duration::from_millis(50));
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(wait) => {}

@@ -72,7 +72,12 @@ impl SyntheticMarket {
             .iter()
             .map(|s| {
                 let first = start + (rng.exp(rate) * NS) as i64;
-                SymbolState { symbol: s.clone(), price: start_price(s.as_str()), next_ts: first, trade_id: 0 }
+                SymbolState {
+                    symbol: s.clone(),
+                    price: start_price(s.as_str()),
+                    next_ts: first,
+                    trade_id: 0,
+                }
             })
             .collect();
         SyntheticMarket {
@@ -90,11 +95,16 @@ impl SyntheticMarket {
 
     /// The event time of the next trade to be generated.
     fn next_trade_time(&self) -> TimestampNs {
-        self.symbols.iter().map(|s| s.next_ts).min().unwrap_or(i64::MAX)
+        self.symbols
+            .iter()
+            .map(|s| s.next_ts)
+            .min()
+            .unwrap_or(i64::MAX)
     }
 
     fn generate(&mut self) {
-        let Some(idx) = (0..self.symbols.len()).min_by_key(|&i| (self.symbols[i].next_ts, i)) else {
+        let Some(idx) = (0..self.symbols.len()).min_by_key(|&i| (self.symbols[i].next_ts, i))
+        else {
             return;
         };
         let dt = self.rng.exp(self.rate);
@@ -128,20 +138,27 @@ impl SyntheticMarket {
             ts_ingest: deliver_at,
         };
         self.held.push(Some(quote));
-        self.delivery.push(Reverse((deliver_at, self.seq, self.held.len() - 1)));
+        self.delivery
+            .push(Reverse((deliver_at, self.seq, self.held.len() - 1)));
         self.seq += 1;
     }
 
     /// The delivery time of the next quote [`Iterator::next`] returns.
     pub fn peek_time(&mut self) -> TimestampNs {
         self.fill();
-        self.delivery.peek().map_or(i64::MAX, |Reverse((t, _, _))| *t)
+        self.delivery
+            .peek()
+            .map_or(i64::MAX, |Reverse((t, _, _))| *t)
     }
 
     fn fill(&mut self) {
         // A quote may be delivered once no later-generated trade can be delivered
         // before it (deliveries are never earlier than event times).
-        while self.delivery.peek().is_none_or(|Reverse((t, _, _))| *t > self.next_trade_time()) {
+        while self
+            .delivery
+            .peek()
+            .is_none_or(|Reverse((t, _, _))| *t > self.next_trade_time())
+        {
             if self.symbols.is_empty() {
                 break;
             }
@@ -169,8 +186,19 @@ mod tests {
     use super::*;
 
     fn market(seed: u64) -> SyntheticMarket {
-        let syms: Vec<Symbol> = ["BTC-USDT", "ETH-USDT", "XRP-USDT"].iter().map(|s| Symbol::new(s).unwrap()).collect();
-        SyntheticMarket::new(seed, &syms, 1_700_000_000_000_000_000, 10.0, 0.6, 0.05, 1_000)
+        let syms: Vec<Symbol> = ["BTC-USDT", "ETH-USDT", "XRP-USDT"]
+            .iter()
+            .map(|s| Symbol::new(s).unwrap())
+            .collect();
+        SyntheticMarket::new(
+            seed,
+            &syms,
+            1_700_000_000_000_000_000,
+            10.0,
+            0.6,
+            0.05,
+            1_000,
+        )
     }
 
     #[test]
@@ -188,9 +216,15 @@ mod tests {
         }
         // deliveries are in order, event times are not always
         assert!(a.windows(2).all(|w| w[0].ts_ingest <= w[1].ts_ingest));
-        assert!(a.windows(2).any(|w| w[0].ts_event > w[1].ts_event), "no disorder at all");
+        assert!(
+            a.windows(2).any(|w| w[0].ts_event > w[1].ts_event),
+            "no disorder at all"
+        );
         // per-symbol trade ids are unique
-        let mut ids: Vec<(String, u64)> = a.iter().map(|q| (q.symbol.to_string(), q.trade_id.unwrap())).collect();
+        let mut ids: Vec<(String, u64)> = a
+            .iter()
+            .map(|q| (q.symbol.to_string(), q.trade_id.unwrap()))
+            .collect();
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), a.len());

@@ -1,0 +1,167 @@
+//! Request handlers.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use pricestream_schemas::time::{parse_time, to_rfc3339};
+use pricestream_schemas::{Bar, Interval, Symbol, Venue};
+use pricestream_store::BarQuery;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::{ApiError, AppState, Result};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_page_rows: u32,
+}
+
+pub async fn live() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>> {
+    state
+        .store
+        .ping()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("store: {e}")))?;
+    Ok(Json(
+        json!({ "status": "ready", "checks": { "store": "ok" } }),
+    ))
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(h) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            h.render(),
+        )
+            .into_response(),
+        None => ApiError::NotFound("metrics are not enabled".into()).into_response(),
+    }
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+pub async fn symbols(State(state): State<AppState>) -> Result<Json<serde_json::Value>> {
+    let list = state.store.symbols().await?;
+    let symbols: Vec<_> = list
+        .iter()
+        .map(|s| {
+            json!({
+                "venue": s.venue,
+                "symbol": s.symbol,
+                "first_bar": to_rfc3339(s.first_bucket),
+                "last_bar": to_rfc3339(s.last_bucket),
+                "bars_1m": s.bars_1m,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "symbols": symbols })))
+}
+
+/// A bar as the API shows it: the stored bar plus its start as RFC 3339.
+#[derive(Serialize)]
+struct BarView<'a> {
+    time: String,
+    #[serde(flatten)]
+    bar: &'a Bar,
+}
+
+fn param<'a>(q: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    q.get(name).map(String::as_str).filter(|s| !s.is_empty())
+}
+
+fn parse_ts(q: &HashMap<String, String>, name: &str) -> Result<Option<i64>> {
+    match param(q, name) {
+        None => Ok(None),
+        Some(s) => parse_time(s).map(Some).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "{name}: {s:?} is not an RFC 3339 time or Unix epoch milliseconds"
+            ))
+        }),
+    }
+}
+
+const KNOWN_OHLCV_PARAMS: [&str; 6] = ["symbol", "venue", "interval", "from", "to", "limit"];
+
+pub async fn ohlcv(
+    State(state): State<AppState>,
+    Extension(limits): Extension<Limits>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response> {
+    if let Some(unknown) = q.keys().find(|k| !KNOWN_OHLCV_PARAMS.contains(&k.as_str())) {
+        return Err(ApiError::BadRequest(format!(
+            "unknown parameter {unknown:?}; expected {}",
+            KNOWN_OHLCV_PARAMS.join(", ")
+        )));
+    }
+    let symbol = param(&q, "symbol")
+        .ok_or_else(|| ApiError::BadRequest("symbol is required, e.g. symbol=BTC-USDT".into()))?;
+    let symbol = Symbol::new(symbol).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let interval: Interval = param(&q, "interval")
+        .unwrap_or("1m")
+        .parse()
+        .map_err(|e: pricestream_schemas::SchemaError| ApiError::BadRequest(e.to_string()))?;
+    let venue: Option<Venue> = param(&q, "venue")
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: pricestream_schemas::SchemaError| ApiError::BadRequest(e.to_string()))?;
+    let limit = match param(&q, "limit") {
+        None => 1_000.min(limits.max_page_rows),
+        Some(s) => s
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=limits.max_page_rows).contains(l))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "limit must be an integer from 1 to {}",
+                    limits.max_page_rows
+                ))
+            })?,
+    };
+    let from = parse_ts(&q, "from")?;
+    let to = parse_ts(&q, "to")?.unwrap_or(i64::MAX);
+    if let Some(f) = from {
+        if f >= to {
+            return Err(ApiError::BadRequest("from must be earlier than to".into()));
+        }
+    }
+    let query = BarQuery {
+        venue,
+        symbol: symbol.clone(),
+        interval,
+        from: from.unwrap_or(i64::MIN),
+        to,
+        limit,
+        // without `from`, the latest `limit` bars before `to`
+        tail: from.is_none(),
+    };
+    let bars = state.store.query_bars(&query).await?;
+    let views: Vec<BarView<'_>> = bars
+        .iter()
+        .map(|b| BarView {
+            time: to_rfc3339(b.bucket_start),
+            bar: b,
+        })
+        .collect();
+    Ok((
+        StatusCode::OK,
+        Json(json!({
+            "symbol": symbol,
+            "interval": interval,
+            "count": views.len(),
+            "bars": views,
+        })),
+    )
+        .into_response())
+}

@@ -1,0 +1,249 @@
+//! Configuration: built-in defaults, an optional TOML file, then environment overrides
+//! `PRICESTREAM_<SECTION>__<KEY>=value` (e.g. `PRICESTREAM_API__LISTEN=0.0.0.0:8080`,
+//! `PRICESTREAM_PIPELINE__WORKERS=2`, `PRICESTREAM_DATA_DIR=/var/lib/pricestream`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use pricestream_api::ApiConfig;
+use pricestream_connectors::synthetic::SyntheticConfig;
+use pricestream_pipeline::PipelineConfig;
+use serde::{Deserialize, Serialize};
+
+/// Environment variables with the prefix that are not configuration keys.
+const RESERVED_ENV: [&str; 3] = ["CONFIG", "LOG", "LOG_FORMAT"];
+const ENV_PREFIX: &str = "PRICESTREAM_";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Folder for the embedded store and the lake.
+    pub data_dir: PathBuf,
+    pub api: ApiConfig,
+    pub store: StoreConfig,
+    pub lake: LakeConfig,
+    pub bus: BusConfig,
+    pub pipeline: PipelineConfig,
+    pub connectors: ConnectorsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("data"),
+            api: ApiConfig::default(),
+            store: StoreConfig::default(),
+            lake: LakeConfig::default(),
+            bus: BusConfig::default(),
+            pipeline: PipelineConfig::default(),
+            connectors: ConnectorsConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://…` or `postgres://…`; default: `sqlite://<data_dir>/pricestream.db`.
+    pub url: Option<String>,
+    pub max_connections: u32,
+    /// Apply migrations at start; when false, start refuses an unmigrated schema.
+    pub auto_migrate: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: None,
+            max_connections: 4,
+            auto_migrate: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeConfig {
+    pub enabled: bool,
+    /// Default: `<data_dir>/lake`.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        LakeConfig {
+            enabled: true,
+            dir: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusConfig {
+    /// Partitions of `quotes.v1` (quotes are keyed by symbol).
+    pub partitions: u32,
+    /// Quotes buffered per partition before publishers wait.
+    pub capacity_per_partition: usize,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            partitions: 8,
+            capacity_per_partition: 65_536,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectorsConfig {
+    pub synthetic: SyntheticConfig,
+}
+
+impl Config {
+    /// Loads defaults, then `path` (if any), then the environment.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading config file {}", p.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("parsing config file {}", p.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, std::env::vars())?;
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .context("invalid configuration")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.bus.partitions == 0 {
+            bail!("bus.partitions must be at least 1");
+        }
+        if self.pipeline.allowed_lateness_ms < 0 || self.pipeline.max_out_of_orderness_ms < 0 {
+            bail!("pipeline lateness and out-of-orderness must not be negative");
+        }
+        if self.pipeline.idle_timeout_ms <= 0 {
+            bail!("pipeline.idle_timeout_ms must be positive");
+        }
+        self.api
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .with_context(|| format!("api.listen {:?} is not an address:port", self.api.listen))?;
+        let url = self.store_url();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres:")
+            || url.starts_with("postgresql:"))
+        {
+            bail!("store.url {url:?} must start with sqlite: or postgres:");
+        }
+        Ok(())
+    }
+
+    pub fn store_url(&self) -> String {
+        self.store.url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}",
+                self.data_dir.join("pricestream.db").display()
+            )
+        })
+    }
+
+    pub fn lake_dir(&self) -> PathBuf {
+        self.lake
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("lake"))
+    }
+}
+
+/// Applies `PRICESTREAM_A__B=value` overrides onto the TOML table. Values are read as TOML
+/// (numbers, booleans, arrays) when they parse as such, else as strings.
+fn apply_env(
+    table: &mut toml::Table,
+    vars: impl Iterator<Item = (String, String)>,
+) -> anyhow::Result<()> {
+    for (key, value) in vars {
+        let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if RESERVED_ENV.contains(&rest) || rest.is_empty() {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(value.clone()));
+        let mut node = &mut *table;
+        for (i, part) in path.iter().enumerate() {
+            if i + 1 == path.len() {
+                node.insert(part.clone(), parsed.clone());
+            } else {
+                let entry = node
+                    .entry(part.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                node = match entry {
+                    toml::Value::Table(t) => t,
+                    _ => bail!("environment override {key}: {part} is not a section"),
+                };
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_matches_defaults_where_it_says_so() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/pricestream.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let cfg: Config = toml::from_str(&text).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.pipeline, PipelineConfig::default());
+        assert_eq!(cfg.api, ApiConfig::default());
+    }
+
+    #[test]
+    fn env_overrides_nest_and_type() {
+        let mut t = toml::Table::new();
+        let vars = [
+            ("PRICESTREAM_API__LISTEN", "0.0.0.0:9000"),
+            ("PRICESTREAM_PIPELINE__WORKERS", "3"),
+            (
+                "PRICESTREAM_CONNECTORS__SYNTHETIC__SYMBOLS",
+                "[\"BTC-USDT\"]",
+            ),
+            ("PRICESTREAM_CONFIG", "ignored.toml"),
+            ("OTHER", "x"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        apply_env(&mut t, vars.into_iter()).unwrap();
+        let cfg: Config = toml::Value::Table(t).try_into().unwrap();
+        assert_eq!(cfg.api.listen, "0.0.0.0:9000");
+        assert_eq!(cfg.pipeline.workers, 3);
+        assert_eq!(
+            cfg.connectors.synthetic.symbols,
+            vec!["BTC-USDT".to_string()]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<Config>("[api]\nlisten_port = 1").is_err());
+        let mut bad = Config::default();
+        bad.api.listen = "nope".into();
+        assert!(bad.validate().is_err());
+    }
+}

@@ -1,0 +1,340 @@
+//! Process orchestration: start in order, stop in reverse order on SIGINT/SIGTERM.
+//!
+//! Stop order: connectors (sources) → close the bus → the dataflow drains and flushes every
+//! open window → the sink makes the last output durable → the HTTP server stops.
+
+use std::future::Future;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Context;
+use pricestream_api::AppState;
+use pricestream_bus::{InProcessBus, QuotePublisher, QuoteSource};
+use pricestream_pipeline::{sink, SinkBatch, SourceFactory};
+use pricestream_schemas::{Clock, SystemClock};
+use pricestream_store::{Lake, Store};
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// A named task whose handle is kept, so its failure is seen and reported by name.
+struct Task<T> {
+    name: &'static str,
+    handle: JoinHandle<anyhow::Result<T>>,
+}
+
+impl<T: Send + 'static> Task<T> {
+    /// Spawns `fut`; if it fails, `fatal` is cancelled so the process stops.
+    fn spawn<F>(name: &'static str, fatal: &CancellationToken, fut: F) -> Self
+    where
+        F: Future<Output = anyhow::Result<T>> + Send + 'static,
+    {
+        tracing::debug!(task = name, "starting");
+        let fatal = fatal.clone();
+        Task {
+            name,
+            handle: tokio::spawn(async move {
+                let r = fut.await;
+                if let Err(e) = &r {
+                    tracing::error!(task = name, error = %format!("{e:#}"), "task failed");
+                    fatal.cancel();
+                }
+                r
+            }),
+        }
+    }
+
+    fn spawn_blocking<F>(name: &'static str, fatal: &CancellationToken, f: F) -> Self
+    where
+        F: FnOnce() -> anyhow::Result<T> + Send + 'static,
+    {
+        let fatal = fatal.clone();
+        Task {
+            name,
+            handle: tokio::task::spawn_blocking(move || {
+                let r = f();
+                if let Err(e) = &r {
+                    tracing::error!(task = name, error = %format!("{e:#}"), "task failed");
+                    fatal.cancel();
+                }
+                r
+            }),
+        }
+    }
+
+    async fn join(self) -> anyhow::Result<T> {
+        match self.handle.await {
+            Ok(r) => r.with_context(|| format!("task {} failed", self.name)),
+            Err(e) => Err(anyhow::anyhow!(
+                "task {} panicked or was aborted: {e}",
+                self.name
+            )),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received; shutting down"),
+        _ = term => tracing::info!("SIGTERM received; shutting down"),
+    }
+}
+
+async fn open_store(cfg: &Config, migrate: bool) -> anyhow::Result<Arc<dyn Store>> {
+    let url = cfg.store_url();
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+    }
+    let store = pricestream_store::open(&url, cfg.store.max_connections)
+        .await
+        .context("opening the store")?;
+    if migrate {
+        store.migrate().await.context("migrating the store")?;
+    }
+    store
+        .check_schema()
+        .await
+        .context("checking the store schema")?;
+    Ok(store)
+}
+
+fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    let handle = pricestream_api::metrics::install_recorder().map_err(anyhow::Error::msg)?;
+    pricestream_pipeline::metrics::describe();
+    pricestream_connectors::metrics::describe();
+    Ok(handle)
+}
+
+async fn start_api(
+    cfg: &Config,
+    state: AppState,
+    stop: CancellationToken,
+    fatal: &CancellationToken,
+) -> anyhow::Result<Task<()>> {
+    let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
+        .await
+        .with_context(|| format!("binding the API to {}", cfg.api.listen))?;
+    let addr = listener.local_addr().context("reading the API address")?;
+    tracing::info!(%addr, "API listening");
+    let app = pricestream_api::router(state, &cfg.api);
+    Ok(Task::spawn("api", fatal, async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+            .context("serving HTTP")
+    }))
+}
+
+/// `pricestream migrate`
+pub async fn migrate(cfg: Config) -> anyhow::Result<()> {
+    let store = open_store(&cfg, true).await?;
+    store.ping().await?;
+    tracing::info!(url = %redact(&cfg.store_url()), "migrations applied");
+    Ok(())
+}
+
+/// `pricestream serve`
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let metrics = install_metrics()?;
+    let store = open_store(&cfg, cfg.store.auto_migrate).await?;
+    let stop = CancellationToken::new();
+    let fatal = CancellationToken::new();
+    let api = start_api(
+        &cfg,
+        AppState {
+            store,
+            metrics: Some(metrics),
+        },
+        stop.clone(),
+        &fatal,
+    )
+    .await?;
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = fatal.cancelled() => {}
+    }
+    stop.cancel();
+    api.join().await
+}
+
+/// `pricestream run`
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let metrics = install_metrics()?;
+    let store = open_store(&cfg, cfg.store.auto_migrate).await?;
+    let lake = cfg.lake.enabled.then(|| Lake::new(cfg.lake_dir()));
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+
+    // transport
+    let bus = InProcessBus::new(cfg.bus.partitions, cfg.bus.capacity_per_partition);
+    let publisher: Arc<dyn QuotePublisher> = Arc::new(bus.publisher()?);
+
+    // a failing task cancels `fatal`, which stops everything
+    let fatal = CancellationToken::new();
+
+    // sink, then dataflow
+    let (sink_tx, sink_rx) = mpsc::channel::<SinkBatch>(256);
+    let sink = Task::spawn("sink", &fatal, {
+        let store = Arc::clone(&store);
+        async move { Ok(sink::run_sink(sink_rx, store, lake).await?) }
+    });
+    let factory: SourceFactory = {
+        let bus = Arc::clone(&bus);
+        Arc::new(move |i, n| {
+            bus.source(i, n)
+                .map(|s| Box::new(s) as Box<dyn QuoteSource>)
+        })
+    };
+    let pipeline_cfg = cfg.pipeline.clone();
+    let workers = pipeline_cfg.resolved_workers();
+    let stop_dataflow = Arc::new(AtomicBool::new(false));
+    let pipeline = Task::spawn_blocking("pipeline", &fatal, {
+        let stop = Arc::clone(&stop_dataflow);
+        move || {
+            Ok(pricestream_pipeline::run(
+                &pipeline_cfg,
+                factory,
+                sink_tx,
+                stop,
+            )?)
+        }
+    });
+    tracing::info!(workers, partitions = cfg.bus.partitions, "pipeline started");
+
+    // API
+    let stop_api = CancellationToken::new();
+    let api = start_api(
+        &cfg,
+        AppState {
+            store,
+            metrics: Some(metrics),
+        },
+        stop_api.clone(),
+        &fatal,
+    )
+    .await?;
+
+    // connectors: one supervising task; the first failure ends it (and aborts the rest)
+    let stop_sources = CancellationToken::new();
+    let mut set: JoinSet<(&'static str, anyhow::Result<u64>)> = JoinSet::new();
+    if cfg.connectors.synthetic.enabled {
+        let scfg = cfg.connectors.synthetic.clone();
+        scfg.build(clock.as_ref()).context("synthetic connector")?;
+        let (clock, publisher, stop) = (
+            Arc::clone(&clock),
+            Arc::clone(&publisher),
+            stop_sources.clone(),
+        );
+        set.spawn(async move {
+            let r = pricestream_connectors::synthetic::run(scfg, clock, publisher, stop).await;
+            ("synthetic", r.map_err(anyhow::Error::from))
+        });
+    }
+    drop(publisher);
+    if set.is_empty() {
+        tracing::warn!("no connector is enabled; the pipeline will only see what others publish");
+    }
+    let connectors = Task::spawn("connectors", &fatal, {
+        let bus = Arc::clone(&bus);
+        async move {
+            let mut total = 0;
+            while let Some(joined) = set.join_next().await {
+                let (name, result) = joined.context("connector task panicked")?;
+                let n = result.with_context(|| format!("connector {name}"))?;
+                tracing::info!(connector = name, quotes = n, "connector finished");
+                total += n;
+            }
+            // every source is done: let the dataflow drain and flush what it has
+            bus.close();
+            Ok(total)
+        }
+    });
+
+    // Run until a signal, or until a part fails.
+    let mut failure: Option<anyhow::Error> = None;
+    let mut connectors = Some(connectors);
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        let connectors_done = async {
+            match connectors.as_mut() {
+                Some(t) => (&mut t.handle).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut signal => break,
+            joined = connectors_done => {
+                connectors = None;
+                match joined {
+                    Ok(Ok(n)) => tracing::info!(quotes = n, "all connectors finished; serving until stopped"),
+                    Ok(Err(e)) => { failure = Some(e); break; }
+                    Err(e) => { failure = Some(anyhow::anyhow!("connectors task panicked: {e}")); break; }
+                }
+            }
+            _ = fatal.cancelled() => break,
+        }
+    }
+
+    // Stop in order: sources, bus, dataflow (flushes open windows), sink, API.
+    stop_sources.cancel();
+    if let Some(task) = connectors {
+        if let Err(e) = task.join().await {
+            failure.get_or_insert(e);
+        }
+    }
+    bus.close();
+    if let Err(e) = pipeline.join().await {
+        failure.get_or_insert(e);
+    }
+    match sink.join().await {
+        Ok(stats) => tracing::info!(
+            bars = stats.bars,
+            dead_letters = stats.dead_letters,
+            "sink flushed"
+        ),
+        Err(e) => {
+            failure.get_or_insert(e);
+        }
+    }
+    stop_api.cancel();
+    if let Err(e) = api.join().await {
+        failure.get_or_insert(e);
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => {
+            tracing::info!("stopped cleanly");
+            Ok(())
+        }
+    }
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}

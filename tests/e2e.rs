@@ -1,0 +1,394 @@
+//! End to end: the real binary on the embedded default with a sped-up synthetic market.
+//! Waits for closed 1m bars over HTTP, stops with SIGTERM, and checks that the API and the
+//! Parquet lake hold the same bars.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pricestream");
+const SYMBOLS: [&str; 3] = ["BTC-USDT", "ETH-USDT", "SOL-USDT"];
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A minimal HTTP/1.1 GET (the tests need no HTTP client library).
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Some((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+    out
+}
+
+fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
+    let path = dir.join("pricestream.toml");
+    let text = format!(
+        r#"
+data_dir = "{data}"
+[api]
+listen = "127.0.0.1:{port}"
+[bus]
+partitions = 4
+[pipeline]
+workers = 2
+idle_timeout_ms = 500
+max_out_of_orderness_ms = 2000
+[connectors.synthetic]
+seed = 99
+symbols = {symbols:?}
+trades_per_sec = 10.0
+speed = 60.0
+start_ms = 1763683200000
+"#,
+        data = dir.join("data").display(),
+        symbols = SYMBOLS,
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn spawn(cmd: &str, config: &Path) -> Child {
+    Command::new(BIN)
+        .args(["--config", config.to_str().unwrap(), cmd])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn terminate(mut child: Child) -> String {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.success(), "exit status {status}; log:\n{err}");
+    err
+}
+
+type Key = (String, i64);
+
+fn api_bars(port: u16, symbol: &str) -> BTreeMap<Key, Value> {
+    let (status, body) = get(
+        port,
+        &format!("/v1/ohlcv?symbol={symbol}&interval=1m&from=0&limit=10000"),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["bars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                (
+                    b["symbol"].as_str().unwrap().to_string(),
+                    b["bucket_start"].as_i64().unwrap(),
+                ),
+                b.clone(),
+            )
+        })
+        .collect()
+}
+
+fn lake_bars(root: &Path) -> BTreeMap<Key, Value> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, TimestampNanosecondType, UInt32Type, UInt64Type};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut files = Vec::new();
+    let mut stack = vec![root.join("bars/interval=1m")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                assert!(
+                    p.file_name()
+                        .unwrap()
+                        .to_str()
+                        .unwrap()
+                        .starts_with("date="),
+                    "{p:?}"
+                );
+                stack.push(p);
+            } else {
+                assert_eq!(p.extension().unwrap(), "parquet", "stray file {p:?}");
+                files.push(p);
+            }
+        }
+    }
+    assert!(!files.is_empty(), "no parquet files");
+    let mut out = BTreeMap::new();
+    for f in files {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let b = batch.unwrap();
+            let s = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
+            let f64s = |n: &str| {
+                b.column_by_name(n)
+                    .unwrap()
+                    .as_primitive::<Float64Type>()
+                    .clone()
+            };
+            let ts = |n: &str| {
+                b.column_by_name(n)
+                    .unwrap()
+                    .as_primitive::<TimestampNanosecondType>()
+                    .clone()
+            };
+            let (sym, start) = (s("symbol"), ts("bucket_start"));
+            let (open, high, low, close, volume, vwap) = (
+                f64s("open"),
+                f64s("high"),
+                f64s("low"),
+                f64s("close"),
+                f64s("volume"),
+                f64s("vwap"),
+            );
+            let count = b
+                .column_by_name("trade_count")
+                .unwrap()
+                .as_primitive::<UInt64Type>()
+                .clone();
+            let rev = b
+                .column_by_name("revision")
+                .unwrap()
+                .as_primitive::<UInt32Type>()
+                .clone();
+            for i in 0..b.num_rows() {
+                out.insert(
+                    (sym.value(i).to_string(), start.value(i)),
+                    serde_json::json!({
+                        "open": open.value(i), "high": high.value(i), "low": low.value(i),
+                        "close": close.value(i), "volume": volume.value(i), "vwap": vwap.value(i),
+                        "trade_count": count.value(i), "revision": rev.value(i),
+                    }),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn same_bar(api: &Value, lake: &Value) -> bool {
+    [
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "vwap",
+        "trade_count",
+        "revision",
+    ]
+    .iter()
+    .all(|k| api[k] == lake[k])
+}
+
+#[test]
+fn embedded_run_serves_and_lands_the_same_bars() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port);
+    let child = spawn("run", &config);
+
+    // health first, then closed bars for every symbol (60x speed: a minute a second)
+    wait_for("health", Duration::from_secs(60), || {
+        get(port, "/health/live").filter(|r| r.0 == 200)
+    });
+    let (status, body) = get(port, "/health/ready").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let during: BTreeMap<Key, Value> =
+        wait_for("3 closed bars per symbol", Duration::from_secs(60), || {
+            let all: BTreeMap<Key, Value> =
+                SYMBOLS.iter().flat_map(|s| api_bars(port, s)).collect();
+            SYMBOLS
+                .iter()
+                .all(|s| all.keys().filter(|k| k.0 == *s).count() >= 3)
+                .then_some(all)
+        });
+    for bar in during.values() {
+        let (o, h, l, c) = (
+            bar["open"].as_f64().unwrap(),
+            bar["high"].as_f64().unwrap(),
+            bar["low"].as_f64().unwrap(),
+            bar["close"].as_f64().unwrap(),
+        );
+        assert!(l <= o.min(c) && o.max(c) <= h, "{bar}");
+        assert!(bar["trade_count"].as_u64().unwrap() > 0);
+        assert_eq!(bar["interval"], "1m");
+        assert!(bar["time"].as_str().unwrap().starts_with("2025-11-21T"));
+    }
+
+    // errors have one shape
+    let (status, body) = get(port, "/v1/ohlcv?symbol=BTC-USDT&interval=7m").unwrap();
+    assert_eq!(status, 400);
+    let err: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(err["error"]["code"], "bad_request");
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("interval"));
+    let (status, _) = get(
+        port,
+        "/v1/ohlcv?symbol=BTC-USDT&from=2025-11-22T00:00:00Z&to=2025-11-21T00:00:00Z",
+    )
+    .unwrap();
+    assert_eq!(status, 400);
+    let (status, _) = get(port, "/v1/ohlcv?symbol=BTC-USDT&limit=0").unwrap();
+    assert_eq!(status, 400);
+    let (status, _) = get(port, "/v1/nope").unwrap();
+    assert_eq!(status, 404);
+
+    // metrics carry the pipeline's counters
+    let (status, metrics) = get(port, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    for name in [
+        "pricestream_pipeline_quotes_ingested_total",
+        "pricestream_pipeline_bars_emitted_total",
+        "pricestream_pipeline_watermark_lag_seconds",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+
+    let log = terminate(child);
+    assert!(log.contains("stopped cleanly"), "{log}");
+
+    // the lake holds every bar the API showed during the run, with the same values
+    let lake = lake_bars(&dir.path().join("data/lake"));
+    for (key, bar) in &during {
+        let in_lake = lake
+            .get(key)
+            .unwrap_or_else(|| panic!("{key:?} missing from the lake"));
+        assert!(same_bar(bar, in_lake), "{key:?}: api {bar} lake {in_lake}");
+    }
+
+    // after shutdown (open windows flushed), the store and the lake agree exactly
+    let port2 = free_port();
+    let config2 = write_config(dir.path(), port2);
+    let server = spawn("serve", &config2);
+    wait_for("serve", Duration::from_secs(60), || {
+        get(port2, "/health/ready").filter(|r| r.0 == 200)
+    });
+    let stored: BTreeMap<Key, Value> = SYMBOLS.iter().flat_map(|s| api_bars(port2, s)).collect();
+    assert_eq!(
+        stored.len(),
+        lake.len(),
+        "store and lake hold different bar counts"
+    );
+    for (key, bar) in &stored {
+        assert!(
+            same_bar(bar, &lake[key]),
+            "{key:?}: store {bar} lake {}",
+            lake[key]
+        );
+    }
+    let (_, symbols) = get(port2, "/v1/symbols").unwrap();
+    let symbols: Value = serde_json::from_str(&symbols).unwrap();
+    assert_eq!(symbols["symbols"].as_array().unwrap().len(), SYMBOLS.len());
+    terminate(server);
+}
+
+#[test]
+fn config_check_and_migrate_work_and_bad_config_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), free_port());
+    let out = Command::new(BIN)
+        .args(["--config", config.to_str().unwrap(), "config", "check"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
+    let out = Command::new(BIN)
+        .args(["--config", config.to_str().unwrap(), "migrate"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("data/pricestream.db").exists());
+
+    let out = Command::new(BIN)
+        .args(["--config", config.to_str().unwrap(), "config", "check"])
+        .env("PRICESTREAM_PIPELINE__WINDOWS", "3")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("windows"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
