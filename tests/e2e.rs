@@ -2,6 +2,8 @@
 //! Waits for closed 1m bars over HTTP, stops with SIGTERM, and checks that the API and the
 //! Parquet lake hold the same bars.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

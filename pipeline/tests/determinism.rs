@@ -1,6 +1,8 @@
 //! The same seed and the same event stream give byte-identical bars, whatever the number
 //! of workers, and those bars equal a direct aggregation of the stream.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -69,7 +71,7 @@ async fn process(quotes: &[Quote], workers: usize) -> (Vec<Bar>, BTreeMap<Key, B
 }
 
 fn bytes(bars: &BTreeMap<Key, Bar>) -> Vec<u8> {
-    bars.values().flat_map(|b| codec::encode(b)).collect()
+    bars.values().flat_map(codec::encode).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,7 +64,7 @@ pub fn quote_schema() -> SchemaRef {
     ]))
 }
 
-fn f64_col<'a>(values: impl Iterator<Item = f64>) -> ArrayRef {
+fn f64_col(values: impl Iterator<Item = f64>) -> ArrayRef {
     let mut b = Float64Builder::new();
     values.for_each(|v| b.append_value(v));
     Arc::new(b.finish())

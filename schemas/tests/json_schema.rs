@@ -1,5 +1,7 @@
 //! The published JSON Schemas accept what the codec writes and reject what it refuses.
 
+#![allow(clippy::unwrap_used)]
+
 use boon::{Compiler, Schemas};
 use pricestream_schemas::codec::{self, WireEvent};
 use pricestream_schemas::*;
