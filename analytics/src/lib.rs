@@ -1,5 +1,7 @@
-//! Pure market math: the OHLCV fold, indicators and profiles. No I/O, no clocks.
+//! Pure market math: the OHLCV fold, rollups, indicators and profiles. No I/O, no clocks.
 
 pub mod ohlcv;
+pub mod rollup;
 
 pub use ohlcv::OhlcvAcc;
+pub use rollup::rollup;
