@@ -198,7 +198,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let (sink_tx, sink_rx) = mpsc::channel::<SinkBatch>(256);
     let sink = Task::spawn("sink", &fatal, {
         let store = Arc::clone(&store);
-        async move { Ok(sink::run_sink(sink_rx, store, lake).await?) }
+        let opts = sink::SinkOptions {
+            workers: cfg.pipeline.resolved_workers(),
+            allowed_lateness_ns: cfg.pipeline.allowed_lateness_ms.saturating_mul(1_000_000),
+        };
+        async move { Ok(sink::run_sink(sink_rx, store, lake, opts).await?) }
     });
     let factory: SourceFactory = {
         let bus = Arc::clone(&bus);

@@ -202,9 +202,7 @@ impl Rsi {
     }
 
     pub fn update(&mut self, x: f64) -> Option<f64> {
-        let Some(prev) = self.prev.replace(x) else {
-            return None;
-        };
+        let prev = self.prev.replace(x)?;
         let change = x - prev;
         let (g, l) = (change.max(0.0), (-change).max(0.0));
         let n = self.period as f64;

@@ -3,6 +3,8 @@
 pub mod indicators;
 pub mod ohlcv;
 pub mod rollup;
+pub mod signals;
 
 pub use ohlcv::OhlcvAcc;
 pub use rollup::rollup;
+pub use signals::{batch_signals, SignalEngine, SignalParams};

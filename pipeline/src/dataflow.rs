@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use pricestream_bus::{Polled, QuoteSource, SourceState};
 use pricestream_schemas::codec::topics;
-use pricestream_schemas::{Bar, Clock, Interval, Quote, SystemClock, TimestampNs};
+use pricestream_schemas::{Bar, Clock, Interval, Quote, Signal, SystemClock, TimestampNs};
 use pricestream_store::DeadLetter;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -21,6 +21,8 @@ use timely::dataflow::{InputHandle, ProbeHandle};
 use tokio::sync::mpsc;
 
 use crate::metrics as m;
+use crate::rollups::{self, RollupAdmit, RollupLevel};
+use crate::signals::SignalStage;
 use crate::watermark::{SharedProgress, WatermarkTracker};
 use crate::window::{Admit, BarWindows};
 use crate::{PipelineConfig, PipelineError, Result};
@@ -40,10 +42,11 @@ pub enum Record {
     },
 }
 
-/// A record leaving the window operator.
+/// A record flowing from the window operator to the sinks.
 #[derive(Debug, Clone)]
 pub enum Output {
     Bar(Bar),
+    Signal(Signal),
     Dead(DeadLetter),
 }
 
@@ -54,6 +57,7 @@ pub struct SinkBatch {
     /// The worker's sink frontier after this batch (`None` once the input is closed).
     pub frontier: Option<u64>,
     pub bars: Vec<Bar>,
+    pub signals: Vec<Signal>,
     pub dead: Vec<DeadLetter>,
 }
 
@@ -87,6 +91,8 @@ pub fn run(
     let idle = cfg.idle_timeout_ms.saturating_mul(1_000_000);
     let batch = cfg.poll_batch.max(1);
     let shared = Arc::new(SharedProgress::new(now_ns()));
+    let rollup_intervals = cfg.rollups.clone();
+    let signal_params = cfg.signals.clone();
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
         let peers = worker.peers();
@@ -96,6 +102,8 @@ pub fn run(
         let sink_done = Rc::new(Cell::new(false));
         let sink_done_w = Rc::clone(&sink_done);
         let mut pending = SinkBatch { worker: index, ..Default::default() };
+        let rollup_intervals = rollup_intervals.clone();
+        let signal_params = signal_params.clone();
         worker.dataflow::<u64, _, _>(|scope| {
             let exchange = Exchange::new(|r: &Record| match r {
                 Record::Quote { quote, .. } => quote.symbol.stable_hash(),
@@ -178,6 +186,77 @@ pub fn run(
                     }
                 })
                 .container::<Vec<Output>>()
+                .unary_frontier(Pipeline, "Rollups", move |cap, _info| {
+                    drop(cap);
+                    let mut levels = rollups::levels(&rollup_intervals, lateness);
+                    let mut caps: Vec<BTreeMap<TimestampNs, Capability<u64>>> =
+                        (0..levels.len()).map(|_| BTreeMap::new()).collect();
+                    move |(input, frontier), output| {
+                        let f = frontier.frontier().first().map_or(i64::MAX, |t| to_ts(*t));
+                        input.for_each_stamp(|cap, data| {
+                            let Some(&t) = cap.least() else { return };
+                            let out_cap = cap.delayed(&t, 0);
+                            let mut out: Vec<Output> = Vec::new();
+                            for batch in data {
+                                for o in batch.drain(..) {
+                                    if let Output::Bar(b) = &o {
+                                        feed_rollups(&mut levels, &mut caps, 0, b, &out_cap, f, &mut out);
+                                    }
+                                    out.push(o);
+                                }
+                            }
+                            output.session(&out_cap).give_iterator(out.into_iter());
+                        });
+                        for li in 0..levels.len() {
+                            for (end, bars) in levels[li].advance(f) {
+                                let Some(c) = caps[li].remove(&end) else { continue };
+                                let mut out: Vec<Output> = Vec::with_capacity(bars.len());
+                                for b in bars {
+                                    feed_rollups(&mut levels, &mut caps, li + 1, &b, &c, f, &mut out);
+                                    metrics::counter!(m::BARS_EMITTED, "interval" => b.interval.as_str()).increment(1);
+                                    out.push(Output::Bar(b));
+                                }
+                                output.session(&c).give_iterator(out.into_iter());
+                            }
+                            caps[li].retain(|end, _| *end >= f);
+                        }
+                    }
+                })
+                .container::<Vec<Output>>()
+                .unary_frontier(Pipeline, "Signals", move |cap, _info| {
+                    drop(cap);
+                    let mut stage = SignalStage::new(signal_params.clone(), lateness);
+                    let mut caps: BTreeMap<TimestampNs, Capability<u64>> = BTreeMap::new();
+                    move |(input, frontier), output| {
+                        let f = frontier.frontier().first().map_or(i64::MAX, |t| to_ts(*t));
+                        input.for_each_stamp(|cap, data| {
+                            let Some(&t) = cap.least() else { return };
+                            let out_cap = cap.delayed(&t, 0);
+                            let mut out: Vec<Output> = Vec::new();
+                            for batch in data {
+                                for o in batch.drain(..) {
+                                    if let Output::Bar(b) = &o {
+                                        if let Some(fin) = stage.offer(b) {
+                                            caps.entry(fin).or_insert_with(|| {
+                                                out_cap.delayed(&to_time(fin).max(t))
+                                            });
+                                        }
+                                    }
+                                    out.push(o);
+                                }
+                            }
+                            output.session(&out_cap).give_iterator(out.into_iter());
+                        });
+                        for (fin, signals) in stage.advance(f) {
+                            let Some(c) = caps.remove(&fin) else { continue };
+                            if !signals.is_empty() {
+                                metrics::counter!(m::SIGNALS_EMITTED).increment(signals.len() as u64);
+                                output.session(&c).give_iterator(signals.into_iter().map(Output::Signal));
+                            }
+                        }
+                    }
+                })
+                .container::<Vec<Output>>()
                 .probe_with(&probe)
                 .sink(Pipeline, "Sink", move |(input, frontier)| {
                     input.for_each_stamp(|_cap, data| {
@@ -185,13 +264,16 @@ pub fn run(
                             for o in batch.drain(..) {
                                 match o {
                                     Output::Bar(b) => pending.bars.push(b),
+                                    Output::Signal(x) => pending.signals.push(x),
                                     Output::Dead(d) => pending.dead.push(d),
                                 }
                             }
                         }
                     });
                     let f = frontier.frontier().first().copied();
-                    let has_data = !pending.bars.is_empty() || !pending.dead.is_empty();
+                    let has_data = !pending.bars.is_empty()
+                        || !pending.signals.is_empty()
+                        || !pending.dead.is_empty();
                     if has_data || (f.is_none() && !sink_done_w.get()) {
                         pending.frontier = f;
                         let msg = std::mem::replace(
@@ -282,4 +364,36 @@ pub fn run(
         }
     }
     Ok(())
+}
+
+/// Offers a bar to rollup level `level` and, for every parent it emits at once, to the
+/// levels above; holds a capability for parents that close later.
+#[allow(clippy::too_many_arguments)]
+fn feed_rollups(
+    levels: &mut [RollupLevel],
+    caps: &mut [BTreeMap<TimestampNs, Capability<u64>>],
+    level: usize,
+    bar: &Bar,
+    cap: &Capability<u64>,
+    frontier: TimestampNs,
+    out: &mut Vec<Output>,
+) {
+    if level >= levels.len() {
+        return;
+    }
+    match levels[level].offer(bar, frontier) {
+        Some(RollupAdmit::Pending { end }) => {
+            caps[level]
+                .entry(end)
+                .or_insert_with(|| cap.delayed(&to_time(end).max(*cap.time())));
+        }
+        Some(RollupAdmit::Emit(parent)) => {
+            if parent.revision > 0 {
+                metrics::counter!(m::BAR_REVISIONS).increment(1);
+            }
+            feed_rollups(levels, caps, level + 1, &parent, cap, frontier, out);
+            out.push(Output::Bar(parent));
+        }
+        None => {}
+    }
 }

@@ -3,10 +3,16 @@
 
 pub mod dataflow;
 pub mod metrics;
+pub mod rollups;
+pub mod signals;
 pub mod sink;
 pub mod watermark;
 pub mod window;
 
+use std::collections::BTreeMap;
+
+use pricestream_analytics::SignalParams;
+use pricestream_schemas::Interval;
 use serde::{Deserialize, Serialize};
 
 pub use dataflow::{run, Output, Record, SinkBatch, SourceFactory};
@@ -25,6 +31,10 @@ pub struct PipelineConfig {
     pub idle_timeout_ms: i64,
     /// Records read from the source per step.
     pub poll_batch: usize,
+    /// Rollup intervals built from 1m bars (each from the next finer one).
+    pub rollups: Vec<Interval>,
+    /// Intervals that get signals, with their parameters (`[pipeline.signals.1h]`).
+    pub signals: BTreeMap<Interval, SignalParams>,
 }
 
 impl Default for PipelineConfig {
@@ -35,6 +45,11 @@ impl Default for PipelineConfig {
             allowed_lateness_ms: 60_000,
             idle_timeout_ms: 5_000,
             poll_batch: 4_096,
+            rollups: vec![Interval::M5, Interval::M15, Interval::H1, Interval::D1],
+            signals: [Interval::M1, Interval::M5, Interval::H1]
+                .into_iter()
+                .map(|i| (i, SignalParams::default()))
+                .collect(),
         }
     }
 }

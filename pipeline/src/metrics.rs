@@ -11,6 +11,7 @@ pub const SINK_BATCH_ROWS: &str = "pricestream_sink_batch_rows";
 pub const SINK_WRITE_SECONDS: &str = "pricestream_sink_write_duration_seconds";
 pub const SINK_ROWS_WRITTEN: &str = "pricestream_sink_rows_written_total";
 pub const SINK_RETRIES: &str = "pricestream_sink_retries_total";
+pub const SIGNALS_EMITTED: &str = "pricestream_pipeline_signals_emitted_total";
 pub const DEAD_LETTERS: &str = "pricestream_pipeline_dead_letters_total";
 
 /// Registers descriptions so `/metrics` carries HELP lines.

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pricestream_schemas::Bar;
 use pricestream_store::{Lake, Store, StoreError};
 use tokio::sync::mpsc;
 
@@ -20,6 +19,7 @@ use crate::{PipelineError, Result};
 pub struct SinkStats {
     pub batches: u64,
     pub bars: u64,
+    pub signals: u64,
     pub dead_letters: u64,
     /// Per worker, the last frontier made durable (`None` = input closed, all flushed).
     pub frontiers: BTreeMap<usize, Option<u64>>,
@@ -49,14 +49,46 @@ where
     }
 }
 
+/// How the sink runs.
+#[derive(Debug, Clone, Copy)]
+pub struct SinkOptions {
+    /// Number of dataflow workers (their frontiers together make the sink's watermark).
+    pub workers: usize,
+    /// Days are compacted in the lake once the watermark is this far past their end.
+    pub allowed_lateness_ns: i64,
+}
+
+const DAY_NS: i64 = 86_400 * 1_000_000_000;
+
+/// Runs blocking lake work on the blocking pool, handing the lake back afterwards.
+async fn with_lake<T, F>(lake: &mut Option<Lake>, f: F) -> Result<Option<T>>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Lake) -> std::result::Result<T, StoreError> + Send + 'static,
+{
+    let Some(mut l) = lake.take() else {
+        return Ok(None);
+    };
+    let (l, res) = tokio::task::spawn_blocking(move || {
+        let res = f(&mut l);
+        (l, res)
+    })
+    .await
+    .map_err(|e| PipelineError::Join(e.to_string()))?;
+    *lake = Some(l);
+    Ok(Some(res?))
+}
+
 /// Consumes batches until every worker has dropped its sender.
 pub async fn run_sink(
     mut rx: mpsc::Receiver<SinkBatch>,
     store: Arc<dyn Store>,
     lake: Option<Lake>,
+    opts: SinkOptions,
 ) -> Result<SinkStats> {
     let mut stats = SinkStats::default();
     let mut lake = lake;
+    let mut compacted_before = i64::MIN;
     while let Some(batch) = rx.recv().await {
         stats.batches += 1;
         if !batch.bars.is_empty() {
@@ -69,21 +101,27 @@ pub async fn run_sink(
             })
             .await?;
             record("store", bars.len(), started);
-            if let Some(l) = lake.take() {
-                let started = Instant::now();
-                let bars_for_lake: Vec<Bar> = bars.as_ref().clone();
-                let (l, res) = tokio::task::spawn_blocking(move || {
-                    let mut l = l;
-                    let res = l.write_bars(&bars_for_lake);
-                    (l, res)
-                })
-                .await
-                .map_err(|e| PipelineError::Join(e.to_string()))?;
-                lake = Some(l);
-                res?;
+            let started = Instant::now();
+            let for_lake = Arc::clone(&bars);
+            if with_lake(&mut lake, move |l| l.write_bars(&for_lake))
+                .await?
+                .is_some()
+            {
                 record("lake", bars.len(), started);
             }
             stats.bars += bars.len() as u64;
+        }
+        if !batch.signals.is_empty() {
+            let signals = Arc::new(batch.signals);
+            let started = Instant::now();
+            let for_lake = Arc::clone(&signals);
+            if with_lake(&mut lake, move |l| l.write_signals(&for_lake))
+                .await?
+                .is_some()
+            {
+                record("lake_signals", signals.len(), started);
+            }
+            stats.signals += signals.len() as u64;
         }
         if !batch.dead.is_empty() {
             for d in &batch.dead {
@@ -100,6 +138,28 @@ pub async fn run_sink(
             stats.dead_letters += dead.len() as u64;
         }
         stats.frontiers.insert(batch.worker, batch.frontier);
+        // compact finished days once every worker's frontier is past them
+        if stats.frontiers.len() == opts.workers {
+            let known: Vec<i64> = stats
+                .frontiers
+                .values()
+                .flatten()
+                .map(|f| *f as i64)
+                .collect();
+            if known.len() == opts.workers {
+                let wm = known.iter().copied().min().unwrap_or(i64::MIN);
+                let before = wm.saturating_sub(opts.allowed_lateness_ns);
+                let day = before - before.rem_euclid(DAY_NS);
+                if day > compacted_before {
+                    compacted_before = day;
+                    if let Some(done) = with_lake(&mut lake, move |l| l.compact(before)).await? {
+                        for path in done {
+                            tracing::info!(path = %path.display(), "lake day compacted");
+                        }
+                    }
+                }
+            }
+        }
     }
     Ok(stats)
 }

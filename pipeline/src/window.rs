@@ -73,6 +73,11 @@ impl BarWindows {
         let end = start + self.interval.nanos();
         let key = (q.venue, q.symbol.clone(), start);
         let is_trade = q.kind == QuoteKind::Trade;
+        // Lateness is decided by the quote's own effective watermark, never by whether the
+        // state happens to be purged yet: that keeps the outcome independent of scheduling.
+        if end.saturating_add(self.lateness) <= eff {
+            return Admit::Late;
+        }
         if let Some(st) = self.windows.get_mut(&key) {
             st.acc
                 .add(q.price, q.size, is_trade, q.ts_event, q.ts_ingest);
@@ -89,9 +94,6 @@ impl BarWindows {
                 }
             }
             return Admit::Pending { end };
-        }
-        if end.saturating_add(self.lateness) <= eff {
-            return Admit::Late;
         }
         let acc = OhlcvAcc::new(q.price, q.size, is_trade, q.ts_event, q.ts_ingest);
         self.purging

@@ -8,10 +8,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use pricestream_analytics::OhlcvAcc;
+use pricestream_analytics::{batch_signals, rollup, SignalParams};
 use pricestream_bus::{InProcessBus, QuotePublisher, QuoteSource};
 use pricestream_connectors::synthetic::SyntheticMarket;
 use pricestream_pipeline::{run, PipelineConfig, SinkBatch, SourceFactory};
-use pricestream_schemas::{codec, Bar, Interval, Quote, QuoteKind, Symbol};
+use pricestream_schemas::{codec, Bar, Interval, Quote, QuoteKind, Signal, Symbol};
 use tokio::sync::mpsc;
 
 const START: i64 = 1_763_683_200_000_000_000; // 2025-11-21T00:00:00Z
@@ -21,15 +22,26 @@ fn stream(seed: u64, n: usize) -> Vec<Quote> {
         .iter()
         .map(|s| Symbol::new(s).unwrap())
         .collect();
-    SyntheticMarket::new(seed, &syms, START, 20.0, 0.8, 0.05, 1_500)
+    SyntheticMarket::new(seed, &syms, START, 2.0, 0.8, 0.05, 1_500)
         .take(n)
         .collect()
 }
 
 type Key = (String, i64);
 
-/// Runs the dataflow over `quotes`; returns every bar emission and the final bar per key.
-async fn process(quotes: &[Quote], workers: usize) -> (Vec<Bar>, BTreeMap<Key, Bar>, u64) {
+struct Run {
+    /// every bar emission, all intervals
+    all: Vec<Bar>,
+    /// final 1m bar per key
+    m1: BTreeMap<Key, Bar>,
+    /// final bar per (interval, symbol, bucket)
+    bars: BTreeMap<(Interval, String, i64), Bar>,
+    signals: Vec<Signal>,
+    dead: u64,
+}
+
+/// Runs the dataflow over `quotes` and collects its output.
+async fn run_pipeline(quotes: &[Quote], workers: usize) -> Run {
     let bus = InProcessBus::new(4, quotes.len() + 1);
     let publisher = bus.publisher().unwrap();
     publisher.publish(quotes.to_vec()).await.unwrap();
@@ -51,23 +63,49 @@ async fn process(quotes: &[Quote], workers: usize) -> (Vec<Bar>, BTreeMap<Key, B
         run(&cfg, factory, tx, Arc::new(AtomicBool::new(false)))
     });
     let mut all = Vec::new();
+    let mut signals = Vec::new();
     let mut dead = 0;
     while let Some(batch) = rx.recv().await {
         all.extend(batch.bars);
+        signals.extend(batch.signals);
         dead += batch.dead.len() as u64;
     }
     handle.await.unwrap().unwrap();
-    let mut last: BTreeMap<Key, Bar> = BTreeMap::new();
+    let mut bars: BTreeMap<(Interval, String, i64), Bar> = BTreeMap::new();
     for b in &all {
-        let key = (b.symbol.to_string(), b.bucket_start);
-        match last.get(&key) {
+        let key = (b.interval, b.symbol.to_string(), b.bucket_start);
+        match bars.get(&key) {
             Some(old) if old.revision > b.revision => {}
             _ => {
-                last.insert(key, b.clone());
+                bars.insert(key, b.clone());
             }
         }
     }
-    (all, last, dead)
+    let m1 = bars
+        .iter()
+        .filter(|(k, _)| k.0 == Interval::M1)
+        .map(|(k, b)| ((k.1.clone(), k.2), b.clone()))
+        .collect();
+    signals.sort_by(|a, b| {
+        (a.interval, a.symbol.as_str(), a.bucket_start, a.kind as u8).cmp(&(
+            b.interval,
+            b.symbol.as_str(),
+            b.bucket_start,
+            b.kind as u8,
+        ))
+    });
+    Run {
+        all,
+        m1,
+        bars,
+        signals,
+        dead,
+    }
+}
+
+async fn process(quotes: &[Quote], workers: usize) -> (Vec<Bar>, BTreeMap<Key, Bar>, u64) {
+    let r = run_pipeline(quotes, workers).await;
+    (r.all, r.m1, r.dead)
 }
 
 fn bytes(bars: &BTreeMap<Key, Bar>) -> Vec<u8> {
@@ -77,17 +115,29 @@ fn bytes(bars: &BTreeMap<Key, Bar>) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_stream_same_bars_for_one_and_two_workers() {
     let quotes = stream(7, 60_000);
-    let (_, one, dead1) = process(&quotes, 1).await;
-    let (_, one_again, _) = process(&quotes, 1).await;
-    let (_, two, dead2) = process(&quotes, 2).await;
-    assert!(one.len() > 40, "too few bars: {}", one.len());
-    assert_eq!(bytes(&one), bytes(&one_again));
-    assert_eq!(bytes(&one), bytes(&two));
-    assert_eq!((dead1, dead2), (0, 0));
+    let one = run_pipeline(&quotes, 1).await;
+    let one_again = run_pipeline(&quotes, 1).await;
+    let two = run_pipeline(&quotes, 2).await;
+    assert!(one.m1.len() > 40, "too few bars: {}", one.m1.len());
+    let all_bytes = |r: &Run| -> Vec<u8> { r.bars.values().flat_map(codec::encode).collect() };
+    let sig_bytes = |r: &Run| -> Vec<u8> { r.signals.iter().flat_map(codec::encode).collect() };
+    assert_eq!(all_bytes(&one), all_bytes(&one_again));
+    assert_eq!(
+        all_bytes(&one),
+        all_bytes(&two),
+        "bars differ between 1 and 2 workers"
+    );
+    assert_eq!(
+        sig_bytes(&one),
+        sig_bytes(&two),
+        "signals differ between 1 and 2 workers"
+    );
+    assert!(!one.signals.is_empty());
+    assert_eq!((one.dead, two.dead), (0, 0));
 
     // a different seed gives different bars
     let (_, other, _) = process(&stream(8, 60_000), 1).await;
-    assert_ne!(bytes(&one), bytes(&other));
+    assert_ne!(bytes(&one.m1), bytes(&other));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,4 +206,80 @@ async fn late_events_revise_or_go_to_the_dead_letter_queue() {
         .iter()
         .filter(|b| (b.symbol.to_string(), b.bucket_start) == key)
         .all(|b| b.revision <= 1));
+}
+
+/// Batch = stream: the pipeline's rollups equal `analytics::rollup` over its final 1m bars,
+/// and its signals equal the batch signal rules over its final bars, per series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollups_and_signals_equal_batch_recomputation() {
+    // about 2 simulated hours, so 1h bars and their signals exist too
+    let syms: Vec<Symbol> = ["BTC-USDT", "ETH-USDT"]
+        .iter()
+        .map(|s| Symbol::new(s).unwrap())
+        .collect();
+    let quotes: Vec<Quote> = SyntheticMarket::new(3, &syms, START, 4.0, 2.0, 0.05, 1_500)
+        .take(60_000)
+        .collect();
+    let r = run_pipeline(&quotes, 2).await;
+    let m1: Vec<Bar> = r.m1.values().cloned().collect();
+    for iv in [Interval::M5, Interval::M15, Interval::H1, Interval::D1] {
+        let want = rollup(&m1, iv);
+        let got: Vec<&Bar> = r
+            .bars
+            .iter()
+            .filter(|(k, _)| k.0 == iv)
+            .map(|(_, b)| b)
+            .collect();
+        assert_eq!(got.len(), want.len(), "{iv}");
+        let mut want = want;
+        want.sort_by(|a, b| {
+            (a.symbol.as_str(), a.bucket_start).cmp(&(b.symbol.as_str(), b.bucket_start))
+        });
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(
+                (g.open, g.high, g.low, g.close, g.trade_count),
+                (w.open, w.high, w.low, w.close, w.trade_count),
+                "{iv} {:?}",
+                g.bucket_start
+            );
+            assert!((g.volume - w.volume).abs() <= 1e-9 * w.volume.max(1.0));
+        }
+    }
+    let params = SignalParams::default();
+    let mut expected: Vec<Signal> = Vec::new();
+    for iv in [Interval::M1, Interval::M5, Interval::H1] {
+        for sym in &syms {
+            let series: Vec<Bar> = r
+                .bars
+                .iter()
+                .filter(|(k, _)| k.0 == iv && k.1 == sym.as_str())
+                .map(|(_, b)| b.clone())
+                .collect();
+            expected.extend(batch_signals(&series, &params));
+        }
+    }
+    expected.sort_by(|a, b| {
+        (a.interval, a.symbol.as_str(), a.bucket_start, a.kind as u8).cmp(&(
+            b.interval,
+            b.symbol.as_str(),
+            b.bucket_start,
+            b.kind as u8,
+        ))
+    });
+    assert!(
+        expected.len() > 10,
+        "too few signals to compare: {}",
+        expected.len()
+    );
+    assert_eq!(r.signals.len(), expected.len());
+    for (g, w) in r.signals.iter().zip(&expected) {
+        assert_eq!(
+            (g.interval, &g.symbol, g.bucket_start, g.kind),
+            (w.interval, &w.symbol, w.bucket_start, w.kind)
+        );
+        assert!(
+            (g.value - w.value).abs() <= 1e-9 * w.value.abs().max(1.0),
+            "{g:?} vs {w:?}"
+        );
+    }
 }

@@ -14,7 +14,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::error::{Result, SchemaError};
-use crate::events::{Bar, Quote, QuoteKind, Side};
+use crate::events::{Bar, Quote, QuoteKind, Side, Signal, SignalKind};
 use crate::market::{Interval, Symbol};
 
 fn ts_type() -> DataType {
@@ -298,6 +298,107 @@ pub fn quotes_from_batch(batch: &RecordBatch) -> Result<Vec<Quote>> {
     Ok(out)
 }
 
+/// Schema of signals. `with_interval = false` gives the lake file schema.
+pub fn signal_schema(with_interval: bool) -> SchemaRef {
+    let mut fields = vec![
+        Field::new("venue", DataType::Utf8, false),
+        Field::new("symbol", DataType::Utf8, false),
+    ];
+    if with_interval {
+        fields.push(Field::new("interval", DataType::Utf8, false));
+    }
+    fields.extend([
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("bucket_start", ts_type(), false),
+        Field::new("value", DataType::Float64, false),
+        Field::new("ts_event", ts_type(), false),
+        Field::new("ts_ingest", ts_type(), false),
+    ]);
+    Arc::new(Schema::new(fields))
+}
+
+fn signal_kind_str(k: SignalKind) -> &'static str {
+    match k {
+        SignalKind::GoldenCross => "golden_cross",
+        SignalKind::DeathCross => "death_cross",
+        SignalKind::MeanReversionHigh => "mean_reversion_high",
+        SignalKind::MeanReversionLow => "mean_reversion_low",
+        SignalKind::BandReturn => "band_return",
+        SignalKind::RsiOverbought => "rsi_overbought",
+        SignalKind::RsiOversold => "rsi_oversold",
+        SignalKind::SeasonalDeviation => "seasonal_deviation",
+    }
+}
+
+/// Encodes signals as a record batch.
+pub fn signals_to_batch(signals: &[Signal], with_interval: bool) -> Result<RecordBatch> {
+    let mut cols: Vec<ArrayRef> = vec![
+        str_col(signals.iter().map(|s| s.venue.as_str())),
+        str_col(signals.iter().map(|s| s.symbol.as_str())),
+    ];
+    if with_interval {
+        cols.push(str_col(signals.iter().map(|s| s.interval.as_str())));
+    }
+    cols.extend([
+        str_col(signals.iter().map(|s| signal_kind_str(s.kind))),
+        ts_col(signals.iter().map(|s| s.bucket_start)),
+        f64_col(signals.iter().map(|s| s.value)),
+        ts_col(signals.iter().map(|s| s.ts_event)),
+        ts_col(signals.iter().map(|s| s.ts_ingest)),
+    ]);
+    Ok(RecordBatch::try_new(signal_schema(with_interval), cols)?)
+}
+
+/// Decodes signals; `interval` is used when the batch has no `interval` column.
+pub fn signals_from_batch(batch: &RecordBatch, interval: Option<Interval>) -> Result<Vec<Signal>> {
+    let venue = strings(batch, "venue")?;
+    let symbol = strings(batch, "symbol")?;
+    let kind = strings(batch, "kind")?;
+    let intervals = batch
+        .column_by_name("interval")
+        .and_then(|c| c.as_string_opt::<i32>());
+    let bucket_start = typed!(
+        batch,
+        "bucket_start",
+        as_primitive_opt,
+        TimestampNanosecondType
+    );
+    let value = typed!(batch, "value", as_primitive_opt, Float64Type);
+    let ts_event = typed!(batch, "ts_event", as_primitive_opt, TimestampNanosecondType);
+    let ts_ingest = typed!(
+        batch,
+        "ts_ingest",
+        as_primitive_opt,
+        TimestampNanosecondType
+    );
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let interval = match (intervals, interval) {
+            (Some(col), _) => col.value(i).parse()?,
+            (None, Some(iv)) => iv,
+            (None, None) => {
+                return Err(SchemaError::Invalid {
+                    field: "interval",
+                    message: "batch has no interval column and none was given".into(),
+                })
+            }
+        };
+        let kind: SignalKind =
+            serde_json::from_value(serde_json::Value::String(kind.value(i).to_string()))?;
+        out.push(Signal {
+            venue: venue.value(i).parse()?,
+            symbol: Symbol::new(symbol.value(i))?,
+            interval,
+            kind,
+            bucket_start: bucket_start.value(i),
+            value: value.value(i),
+            ts_event: ts_event.value(i),
+            ts_ingest: ts_ingest.value(i),
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,6 +433,33 @@ mod tests {
         assert!(lake.column_by_name("interval").is_none());
         assert_eq!(bars_from_batch(&lake, Some(Interval::M1)).unwrap(), bars);
         assert!(bars_from_batch(&lake, None).is_err());
+    }
+
+    #[test]
+    fn signals_round_trip() {
+        let sig = Signal {
+            venue: Venue::Binance,
+            symbol: Symbol::new("BTC-USDT").unwrap(),
+            interval: Interval::H1,
+            kind: SignalKind::BandReturn,
+            bucket_start: 3_600_000_000_000,
+            value: -1.25,
+            ts_event: 5,
+            ts_ingest: 6,
+        };
+        let sigs = vec![
+            sig.clone(),
+            Signal {
+                kind: SignalKind::GoldenCross,
+                ..sig
+            },
+        ];
+        assert_eq!(
+            signals_from_batch(&signals_to_batch(&sigs, true).unwrap(), None).unwrap(),
+            sigs
+        );
+        let lake = signals_to_batch(&sigs, false).unwrap();
+        assert_eq!(signals_from_batch(&lake, Some(Interval::H1)).unwrap(), sigs);
     }
 
     #[test]

@@ -158,6 +158,8 @@ pub enum SignalKind {
     DeathCross,
     MeanReversionHigh,
     MeanReversionLow,
+    /// The z-score came back inside the band after a breach.
+    BandReturn,
     RsiOverbought,
     RsiOversold,
     SeasonalDeviation,

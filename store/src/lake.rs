@@ -1,41 +1,137 @@
-//! The Parquet lake: hive-partitioned, one file per (dataset, interval, UTC hour),
-//! written atomically (temp file, fsync, rename) and named from its partition alone.
+//! The Parquet lake: hive-partitioned datasets, written atomically (temp file, fsync,
+//! rename) and named from their partition alone.
 //!
-//! Layout: `bars/interval=1m/date=2026-11-21/bars-2026-11-21T13.parquet`.
-//! A file's content is a function of the set of bars it holds (latest revision per key,
-//! sorted by time, then venue and symbol), so a replay rewrites byte-identical files.
+//! Layout, for the datasets `bars` and `signals`:
+//! `bars/interval=1m/date=2026-11-21/bars-2026-11-21T13.parquet` (an open hour), compacted
+//! into `bars/interval=1m/date=2026-11-21/bars-2026-11-21.parquet` once the day is over.
+//! A file's content is a function of the set of rows it holds (the latest revision per
+//! key, sorted by time, venue and symbol), so a replay rewrites byte-identical files.
+//! The partition columns (`interval`, `date`) are in the path, not in the files.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use pricestream_schemas::arrow::{bar_schema, bars_from_batch, bars_to_batch};
+use pricestream_schemas::arrow::{
+    bar_schema, bars_from_batch, bars_to_batch, signal_schema, signals_from_batch, signals_to_batch,
+};
 use pricestream_schemas::time::date_of;
-use pricestream_schemas::{Bar, Interval, Symbol, TimestampNs, Venue};
+use pricestream_schemas::{Bar, Interval, Signal, SignalKind, Symbol, TimestampNs, Venue};
 
 use crate::{Result, StoreError};
 
 const HOUR_NS: i64 = 3_600 * 1_000_000_000;
-/// Hour files kept in memory to avoid re-reading them on every write.
+const DAY_NS: i64 = 24 * HOUR_NS;
+/// Open partitions kept in memory to avoid re-reading them on every write.
 const CACHED_PARTS: usize = 256;
 
-type BarKey = (TimestampNs, Venue, Symbol);
+/// A row type of the lake.
+pub trait LakeRecord: Clone + Sized {
+    const DATASET: &'static str;
+    type Key: Ord + Clone;
+    fn key(&self) -> Self::Key;
+    fn interval(&self) -> Interval;
+    /// The partitioning time (start of the row's bucket).
+    fn time(&self) -> TimestampNs;
+    /// Whether this row replaces `old` with the same key.
+    fn supersedes(&self, old: &Self) -> bool;
+    fn schema() -> SchemaRef;
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch>;
+    fn from_batch(batch: &RecordBatch, interval: Interval) -> Result<Vec<Self>>;
+}
+
+impl LakeRecord for Bar {
+    const DATASET: &'static str = "bars";
+    type Key = (TimestampNs, Venue, Symbol);
+    fn key(&self) -> Self::Key {
+        (self.bucket_start, self.venue, self.symbol.clone())
+    }
+    fn interval(&self) -> Interval {
+        self.interval
+    }
+    fn time(&self) -> TimestampNs {
+        self.bucket_start
+    }
+    fn supersedes(&self, old: &Self) -> bool {
+        self.revision >= old.revision
+    }
+    fn schema() -> SchemaRef {
+        bar_schema(false)
+    }
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
+        Ok(bars_to_batch(rows, false)?)
+    }
+    fn from_batch(batch: &RecordBatch, interval: Interval) -> Result<Vec<Self>> {
+        Ok(bars_from_batch(batch, Some(interval))?)
+    }
+}
+
+fn kind_rank(k: SignalKind) -> u8 {
+    k as u8
+}
+
+impl LakeRecord for Signal {
+    const DATASET: &'static str = "signals";
+    type Key = (TimestampNs, Venue, Symbol, u8);
+    fn key(&self) -> Self::Key {
+        (
+            self.bucket_start,
+            self.venue,
+            self.symbol.clone(),
+            kind_rank(self.kind),
+        )
+    }
+    fn interval(&self) -> Interval {
+        self.interval
+    }
+    fn time(&self) -> TimestampNs {
+        self.bucket_start
+    }
+    fn supersedes(&self, _old: &Self) -> bool {
+        true
+    }
+    fn schema() -> SchemaRef {
+        signal_schema(false)
+    }
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
+        Ok(signals_to_batch(rows, false)?)
+    }
+    fn from_batch(batch: &RecordBatch, interval: Interval) -> Result<Vec<Self>> {
+        Ok(signals_from_batch(batch, Some(interval))?)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Span {
+    Hour(TimestampNs),
+    Day(TimestampNs),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct PartKey {
     interval: Interval,
-    hour_start: TimestampNs,
+    span: Span,
 }
 
-/// Writer and reader of the lake rooted at a directory.
-pub struct Lake {
+impl PartKey {
+    fn start(&self) -> TimestampNs {
+        match self.span {
+            Span::Hour(t) | Span::Day(t) => t,
+        }
+    }
+}
+
+/// One dataset of the lake (e.g. `bars`).
+struct Dataset<R: LakeRecord> {
     root: PathBuf,
-    cache: HashMap<PartKey, BTreeMap<BarKey, Bar>>,
+    cache: HashMap<PartKey, BTreeMap<R::Key, R>>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -45,71 +141,89 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     }
 }
 
-impl Lake {
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        Lake {
-            root: root.into(),
+impl<R: LakeRecord> Dataset<R> {
+    fn new(root: &Path) -> Self {
+        Dataset {
+            root: root.join(R::DATASET),
             cache: HashMap::new(),
         }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn part_path(&self, part: PartKey) -> PathBuf {
-        let date = date_of(part.hour_start);
-        let hour = (part.hour_start.rem_euclid(24 * HOUR_NS)) / HOUR_NS;
+    fn date_dir(&self, interval: Interval, day_start: TimestampNs) -> PathBuf {
         self.root
-            .join("bars")
-            .join(format!("interval={}", part.interval))
-            .join(format!("date={date}"))
-            .join(format!("bars-{date}T{hour:02}.parquet"))
+            .join(format!("interval={interval}"))
+            .join(format!("date={}", date_of(day_start)))
     }
 
-    fn load(&self, part: PartKey) -> Result<BTreeMap<BarKey, Bar>> {
-        let path = self.part_path(part);
+    fn path(&self, part: PartKey) -> PathBuf {
+        let day = part.start() - part.start().rem_euclid(DAY_NS);
+        let date = date_of(day);
+        let name = match part.span {
+            Span::Hour(t) => format!("{}-{date}T{:02}.parquet", R::DATASET, (t - day) / HOUR_NS),
+            Span::Day(_) => format!("{}-{date}.parquet", R::DATASET),
+        };
+        self.date_dir(part.interval, day).join(name)
+    }
+
+    /// The partition a row goes to: its day file once the day was compacted, else its hour.
+    fn part_of(&self, row: &R) -> PartKey {
+        let t = row.time();
+        let day = t - t.rem_euclid(DAY_NS);
+        let daily = PartKey {
+            interval: row.interval(),
+            span: Span::Day(day),
+        };
+        if self.cache.contains_key(&daily) || self.path(daily).exists() {
+            daily
+        } else {
+            PartKey {
+                interval: row.interval(),
+                span: Span::Hour(t - t.rem_euclid(HOUR_NS)),
+            }
+        }
+    }
+
+    fn load(&self, part: PartKey) -> Result<BTreeMap<R::Key, R>> {
+        let path = self.path(part);
         let mut map = BTreeMap::new();
         if path.exists() {
-            for bar in read_bar_file(&path, part.interval)? {
-                map.insert((bar.bucket_start, bar.venue, bar.symbol.clone()), bar);
+            for row in read_file::<R>(&path, part.interval)? {
+                map.insert(row.key(), row);
             }
         }
         Ok(map)
     }
 
-    /// Merges bars into their hour files (a higher or equal revision replaces) and
-    /// rewrites each touched file atomically. Returns the files written.
-    pub fn write_bars(&mut self, bars: &[Bar]) -> Result<Vec<PathBuf>> {
-        let mut touched: BTreeMap<PartKey, Vec<&Bar>> = BTreeMap::new();
-        for b in bars {
-            let part = PartKey {
-                interval: b.interval,
-                hour_start: b.bucket_start - b.bucket_start.rem_euclid(HOUR_NS),
-            };
-            touched.entry(part).or_default().push(b);
+    fn merge(map: &mut BTreeMap<R::Key, R>, row: R) {
+        let key = row.key();
+        match map.get(&key) {
+            Some(old) if !row.supersedes(old) => {}
+            _ => {
+                map.insert(key, row);
+            }
+        }
+    }
+
+    fn write(&mut self, rows: &[R]) -> Result<Vec<PathBuf>> {
+        let mut touched: BTreeMap<PartKey, Vec<&R>> = BTreeMap::new();
+        for r in rows {
+            touched.entry(self.part_of(r)).or_default().push(r);
         }
         let mut written = Vec::with_capacity(touched.len());
-        for (part, new_bars) in touched {
+        for (part, new_rows) in touched {
             if !self.cache.contains_key(&part) {
                 let loaded = self.load(part)?;
                 self.cache.insert(part, loaded);
             }
-            let Some(rows) = self.cache.get_mut(&part) else {
+            let Some(map) = self.cache.get_mut(&part) else {
                 continue;
             };
-            for b in new_bars {
-                let key = (b.bucket_start, b.venue, b.symbol.clone());
-                match rows.get(&key) {
-                    Some(old) if old.revision > b.revision => {}
-                    _ => {
-                        rows.insert(key, b.clone());
-                    }
-                }
+            for r in new_rows {
+                Self::merge(map, r.clone());
             }
-            let all: Vec<Bar> = rows.values().cloned().collect();
-            let path = self.part_path(part);
-            write_bar_file(&path, &all)?;
+            let all: Vec<R> = map.values().cloned().collect();
+            let path = self.path(part);
+            write_file::<R>(&path, &all)?;
             written.push(path);
         }
         self.evict();
@@ -119,28 +233,167 @@ impl Lake {
     fn evict(&mut self) {
         if self.cache.len() > CACHED_PARTS {
             let mut keys: Vec<PartKey> = self.cache.keys().copied().collect();
-            keys.sort_by_key(|k| k.hour_start);
+            keys.sort_by_key(|k| k.start());
             for k in keys.iter().take(self.cache.len() - CACHED_PARTS) {
                 self.cache.remove(k);
             }
         }
     }
 
-    /// Every bar of an interval in the lake, sorted by (bucket_start, venue, symbol).
-    pub fn read_bars(&self, interval: Interval) -> Result<Vec<Bar>> {
-        let dir = self.root.join("bars").join(format!("interval={interval}"));
+    /// Merges the hour files of every day that ended before `before` into one day file,
+    /// then removes the hour files. A crash in between leaves both; reads de-duplicate and
+    /// the next compaction finishes the job.
+    fn compact(&mut self, before: TimestampNs) -> Result<Vec<PathBuf>> {
+        let mut done = Vec::new();
+        if !self.root.exists() {
+            return Ok(done);
+        }
+        for iv_dir in read_dirs(&self.root)? {
+            let Some(interval) =
+                dir_value(&iv_dir, "interval").and_then(|v| v.parse::<Interval>().ok())
+            else {
+                continue;
+            };
+            for date_dir in read_dirs(&iv_dir)? {
+                let Some(day) = dir_value(&date_dir, "date").and_then(|d| parse_date(&d)) else {
+                    continue;
+                };
+                if day + DAY_NS > before {
+                    continue;
+                }
+                let hourly: Vec<PathBuf> = list_parquet(&date_dir)?
+                    .into_iter()
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.contains('T'))
+                    })
+                    .collect();
+                if hourly.is_empty() {
+                    continue;
+                }
+                let daily = PartKey {
+                    interval,
+                    span: Span::Day(day),
+                };
+                let mut map = self.load(daily)?;
+                for f in &hourly {
+                    for row in read_file::<R>(f, interval)? {
+                        Self::merge(&mut map, row);
+                    }
+                }
+                let all: Vec<R> = map.values().cloned().collect();
+                let path = self.path(daily);
+                write_file::<R>(&path, &all)?;
+                for f in &hourly {
+                    fs::remove_file(f).map_err(io_err(f))?;
+                }
+                self.cache.retain(|k, _| {
+                    !(k.interval == interval && k.start() >= day && k.start() < day + DAY_NS)
+                });
+                done.push(path);
+            }
+        }
+        Ok(done)
+    }
+
+    fn read(&self, interval: Interval) -> Result<Vec<R>> {
+        let dir = self.root.join(format!("interval={interval}"));
+        let mut map = BTreeMap::new();
         let mut files = Vec::new();
         collect_parquet(&dir, &mut files)?;
         files.sort();
-        let mut out = Vec::new();
         for f in files {
-            out.extend(read_bar_file(&f, interval)?);
+            for row in read_file::<R>(&f, interval)? {
+                Self::merge(&mut map, row);
+            }
         }
-        out.sort_by(|a, b| {
-            (a.bucket_start, a.venue, &a.symbol).cmp(&(b.bucket_start, b.venue, &b.symbol))
-        });
-        Ok(out)
+        Ok(map.into_values().collect())
     }
+}
+
+/// Writer and reader of the lake rooted at a directory.
+pub struct Lake {
+    root: PathBuf,
+    bars: Dataset<Bar>,
+    signals: Dataset<Signal>,
+}
+
+impl Lake {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        Lake {
+            bars: Dataset::new(&root),
+            signals: Dataset::new(&root),
+            root,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Merges bars into their files (a higher or equal revision replaces) and rewrites
+    /// each touched file atomically. Returns the files written.
+    pub fn write_bars(&mut self, bars: &[Bar]) -> Result<Vec<PathBuf>> {
+        self.bars.write(bars)
+    }
+
+    pub fn write_signals(&mut self, signals: &[Signal]) -> Result<Vec<PathBuf>> {
+        self.signals.write(signals)
+    }
+
+    /// Compacts every day that ended before `before` into daily files.
+    pub fn compact(&mut self, before: TimestampNs) -> Result<Vec<PathBuf>> {
+        let mut done = self.bars.compact(before)?;
+        done.extend(self.signals.compact(before)?);
+        Ok(done)
+    }
+
+    /// Every bar of an interval in the lake, sorted by (bucket_start, venue, symbol).
+    pub fn read_bars(&self, interval: Interval) -> Result<Vec<Bar>> {
+        self.bars.read(interval)
+    }
+
+    /// Every signal of an interval, sorted by (bucket_start, venue, symbol, kind).
+    pub fn read_signals(&self, interval: Interval) -> Result<Vec<Signal>> {
+        self.signals.read(interval)
+    }
+}
+
+fn read_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let path = entry.map_err(io_err(dir))?.path();
+        if path.is_dir() {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn list_parquet(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let path = entry.map_err(io_err(dir))?.path();
+        if path.is_file() && path.extension().is_some_and(|e| e == "parquet") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn dir_value(dir: &Path, key: &str) -> Option<String> {
+    dir.file_name()?
+        .to_str()?
+        .strip_prefix(&format!("{key}="))
+        .map(str::to_string)
+}
+
+fn parse_date(d: &str) -> Option<TimestampNs> {
+    pricestream_schemas::time::parse_time(&format!("{d}T00:00:00Z"))
 }
 
 fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -166,13 +419,13 @@ fn writer_props() -> WriterProperties {
         .build()
 }
 
-/// Writes bars (already in key order) to `path` atomically.
-pub fn write_bar_file(path: &Path, bars: &[Bar]) -> Result<()> {
+/// Writes rows (already in key order) to `path` atomically.
+fn write_file<R: LakeRecord>(path: &Path, rows: &[R]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let batch = bars_to_batch(bars, false)?;
-    let mut buf = Vec::with_capacity(4096 + bars.len() * 64);
-    let mut writer = ArrowWriter::try_new(&mut buf, bar_schema(false), Some(writer_props()))?;
+    let batch = R::to_batch(rows)?;
+    let mut buf = Vec::with_capacity(4096 + rows.len() * 64);
+    let mut writer = ArrowWriter::try_new(&mut buf, R::schema(), Some(writer_props()))?;
     writer.write(&batch)?;
     writer.close()?;
     let name = path
@@ -193,27 +446,33 @@ pub fn write_bar_file(path: &Path, bars: &[Bar]) -> Result<()> {
     Ok(())
 }
 
-/// Reads one bar file of the lake.
-pub fn read_bar_file(path: &Path, interval: Interval) -> Result<Vec<Bar>> {
+fn read_file<R: LakeRecord>(path: &Path, interval: Interval) -> Result<Vec<R>> {
     let file = File::open(path).map_err(io_err(path))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
     let mut out = Vec::new();
     for batch in reader {
-        out.extend(bars_from_batch(&batch?, Some(interval))?);
+        out.extend(R::from_batch(&batch?, interval)?);
     }
     Ok(out)
+}
+
+/// Reads one bar file of the lake.
+pub fn read_bar_file(path: &Path, interval: Interval) -> Result<Vec<Bar>> {
+    read_file::<Bar>(path, interval)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const DAY0: i64 = 1_763_683_200_000_000_000; // 2025-11-21
+
     fn bar(sym: &str, minute: i64, rev: u32, close: f64) -> Bar {
         Bar {
             venue: Venue::Synthetic,
             symbol: Symbol::new(sym).unwrap(),
             interval: Interval::M1,
-            bucket_start: 1_763_683_200_000_000_000 + minute * 60_000_000_000,
+            bucket_start: DAY0 + minute * 60_000_000_000,
             open: 1.0,
             high: 3.0,
             low: 0.5,
@@ -228,15 +487,22 @@ mod tests {
         }
     }
 
+    fn files(root: &Path) -> Vec<PathBuf> {
+        let mut names = Vec::new();
+        collect_parquet(root, &mut names).unwrap();
+        names.sort();
+        names
+    }
+
     #[test]
     fn writes_hive_partitions_and_merges_revisions() {
         let dir = tempfile::tempdir().unwrap();
         let mut lake = Lake::new(dir.path());
-        let files = lake
+        let written = lake
             .write_bars(&[bar("BTC-USDT", 0, 0, 1.0), bar("ETH-USDT", 61, 0, 2.0)])
             .unwrap();
-        assert_eq!(files.len(), 2);
-        assert!(files[0].ends_with("bars/interval=1m/date=2025-11-21/bars-2025-11-21T00.parquet"));
+        assert_eq!(written.len(), 2);
+        assert!(written[0].ends_with("bars/interval=1m/date=2025-11-21/bars-2025-11-21T00.parquet"));
         // a revision replaces, an older revision does not
         lake.write_bars(&[bar("BTC-USDT", 0, 2, 1.5)]).unwrap();
         lake.write_bars(&[bar("BTC-USDT", 0, 1, 9.9)]).unwrap();
@@ -244,10 +510,7 @@ mod tests {
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].close, 1.5);
         assert_eq!(all[0].revision, 2);
-        // no temp files left behind
-        let mut names = Vec::new();
-        collect_parquet(dir.path(), &mut names).unwrap();
-        assert_eq!(names.len(), 2);
+        assert_eq!(files(dir.path()).len(), 2, "no temp files left behind");
     }
 
     #[test]
@@ -270,12 +533,71 @@ mod tests {
         for chunk in bars.rchunks(7) {
             lb.write_bars(chunk).unwrap();
         }
-        let fa = la.write_bars(&[]).unwrap();
-        assert!(fa.is_empty());
+        assert!(la.write_bars(&[]).unwrap().is_empty());
         let p = "bars/interval=1m/date=2025-11-21/bars-2025-11-21T00.parquet";
         assert_eq!(
             fs::read(a.path().join(p)).unwrap(),
             fs::read(b.path().join(p)).unwrap()
         );
+    }
+
+    #[test]
+    fn finished_days_are_compacted_into_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lake = Lake::new(dir.path());
+        // three hours of day 0, one hour of day 1
+        let bars: Vec<Bar> = [0, 70, 130, 24 * 60 + 5]
+            .iter()
+            .map(|&m| bar("BTC-USDT", m, 0, 1.0))
+            .collect();
+        lake.write_bars(&bars).unwrap();
+        assert_eq!(files(dir.path()).len(), 4);
+        let before = lake.read_bars(Interval::M1).unwrap();
+        // day 0 is over, day 1 is not
+        let done = lake.compact(DAY0 + DAY_NS + 1).unwrap();
+        assert_eq!(done.len(), 1);
+        let names: Vec<String> = files(dir.path())
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["bars-2025-11-21.parquet", "bars-2025-11-22T00.parquet"]
+        );
+        assert_eq!(lake.read_bars(Interval::M1).unwrap(), before);
+        // a late revision for the compacted day goes into the day file
+        lake.write_bars(&[bar("BTC-USDT", 70, 1, 7.0)]).unwrap();
+        assert_eq!(files(dir.path()).len(), 2);
+        let after = Lake::new(dir.path()).read_bars(Interval::M1).unwrap();
+        assert_eq!(after.len(), 4);
+        assert_eq!(after[1].close, 7.0);
+    }
+
+    #[test]
+    fn signals_have_their_own_dataset() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lake = Lake::new(dir.path());
+        let s = Signal {
+            venue: Venue::Binance,
+            symbol: Symbol::new("BTC-USDT").unwrap(),
+            interval: Interval::H1,
+            kind: SignalKind::GoldenCross,
+            bucket_start: DAY0,
+            value: 1.0,
+            ts_event: 1,
+            ts_ingest: 1,
+        };
+        let w = lake
+            .write_signals(&[
+                s.clone(),
+                Signal {
+                    kind: SignalKind::RsiOverbought,
+                    value: 71.0,
+                    ..s.clone()
+                },
+            ])
+            .unwrap();
+        assert!(w[0].ends_with("signals/interval=1h/date=2025-11-21/signals-2025-11-21T00.parquet"));
+        assert_eq!(lake.read_signals(Interval::H1).unwrap().len(), 2);
     }
 }
