@@ -65,6 +65,8 @@ pub struct SinkBatch {
 pub type SourceFactory =
     Arc<dyn Fn(usize, usize) -> pricestream_bus::Result<Box<dyn QuoteSource>> + Send + Sync>;
 
+const MINUTE_NS: u64 = 60_000_000_000;
+
 fn to_time(ts: TimestampNs) -> u64 {
     ts.max(0) as u64
 }
@@ -102,6 +104,7 @@ pub fn run(
         let sink_done = Rc::new(Cell::new(false));
         let sink_done_w = Rc::clone(&sink_done);
         let mut pending = SinkBatch { worker: index, ..Default::default() };
+        let mut last_reported_minute: Option<u64> = Some(0);
         let rollup_intervals = rollup_intervals.clone();
         let signal_params = signal_params.clone();
         worker.dataflow::<u64, _, _>(|scope| {
@@ -274,7 +277,12 @@ pub fn run(
                     let has_data = !pending.bars.is_empty()
                         || !pending.signals.is_empty()
                         || !pending.dead.is_empty();
-                    if has_data || (f.is_none() && !sink_done_w.get()) {
+                    // Report progress with data, at the end, and at least once per minute
+                    // of event time (so the sink knows every worker's frontier).
+                    let minute = f.map(|t| t / MINUTE_NS);
+                    let progressed = minute != last_reported_minute;
+                    if has_data || progressed || (f.is_none() && !sink_done_w.get()) {
+                        last_reported_minute = minute;
                         pending.frontier = f;
                         let msg = std::mem::replace(
                             &mut pending,

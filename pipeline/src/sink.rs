@@ -89,8 +89,18 @@ pub async fn run_sink(
     let mut stats = SinkStats::default();
     let mut lake = lake;
     let mut compacted_before = i64::MIN;
+    let mut newest_bar_end = i64::MIN;
     while let Some(batch) = rx.recv().await {
         stats.batches += 1;
+        if let Some(end) = batch
+            .bars
+            .iter()
+            .filter(|b| b.interval == pricestream_schemas::Interval::M1)
+            .map(|b| b.bucket_end())
+            .max()
+        {
+            newest_bar_end = newest_bar_end.max(end);
+        }
         if !batch.bars.is_empty() {
             let started = Instant::now();
             let bars = Arc::new(batch.bars);
@@ -138,16 +148,18 @@ pub async fn run_sink(
             stats.dead_letters += dead.len() as u64;
         }
         stats.frontiers.insert(batch.worker, batch.frontier);
-        // compact finished days once every worker's frontier is past them
+        // Compact finished days once every worker's frontier is past them; when the input
+        // is closed, the newest bar stands in for the watermark.
         if stats.frontiers.len() == opts.workers {
-            let known: Vec<i64> = stats
-                .frontiers
-                .values()
-                .flatten()
-                .map(|f| *f as i64)
-                .collect();
-            if known.len() == opts.workers {
-                let wm = known.iter().copied().min().unwrap_or(i64::MIN);
+            let known: Vec<Option<u64>> = stats.frontiers.values().copied().collect();
+            let wm = if known.iter().all(Option::is_none) {
+                Some(newest_bar_end)
+            } else if known.iter().all(Option::is_some) {
+                known.iter().flatten().map(|f| *f as i64).min()
+            } else {
+                None
+            };
+            if let Some(wm) = wm {
                 let before = wm.saturating_sub(opts.allowed_lateness_ns);
                 let day = before - before.rem_euclid(DAY_NS);
                 if day > compacted_before {

@@ -283,3 +283,89 @@ async fn rollups_and_signals_equal_batch_recomputation() {
         );
     }
 }
+
+/// Real recorded Binance aggTrade messages through the pipeline give the 1m bars an
+/// independent pandas aggregation gives (analytics/test_data/trade_bars_binance.csv).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_binance_trades_make_the_reference_bars() {
+    use pricestream_schemas::{Side, Venue};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let reference =
+        std::fs::read_to_string(root.join("analytics/test_data/trade_bars_binance.csv")).unwrap();
+    let canonical = |s: &str| -> Symbol {
+        let quote = ["USDT", "BUSD", "USD", "BTC", "ETH", "BNB"]
+            .iter()
+            .find(|q| s.ends_with(*q))
+            .unwrap();
+        Symbol::new(&format!("{}-{}", &s[..s.len() - quote.len()], quote)).unwrap()
+    };
+    let files: std::collections::BTreeSet<&str> = reference
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    let mut compared = 0;
+    for file in files {
+        let text =
+            std::fs::read_to_string(root.join("../shared/fixtures/binance/ws").join(file)).unwrap();
+        let mut quotes = Vec::new();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let msg = &v["msg"];
+            let data = if msg.get("data").is_some() {
+                &msg["data"]
+            } else {
+                msg
+            };
+            if data["e"] != "aggTrade" {
+                continue;
+            }
+            let t = data["T"].as_i64().unwrap() * 1_000_000;
+            quotes.push(Quote {
+                venue: Venue::Binance,
+                symbol: canonical(data["s"].as_str().unwrap()),
+                kind: QuoteKind::Trade,
+                price: data["p"].as_str().unwrap().parse().unwrap(),
+                size: data["q"].as_str().unwrap().parse().unwrap(),
+                side: Some(if data["m"].as_bool().unwrap() {
+                    Side::Sell
+                } else {
+                    Side::Buy
+                }),
+                trade_id: data["a"].as_u64(),
+                bid: None,
+                ask: None,
+                ts_event: t,
+                ts_ingest: (v["recv_ts"].as_f64().unwrap() * 1e9) as i64,
+            });
+        }
+        let r = run_pipeline(&quotes, 2).await;
+        for line in reference.lines().skip(1).filter(|l| l.starts_with(file)) {
+            let f: Vec<&str> = line.split(',').collect();
+            let key = (
+                canonical(f[1]).to_string(),
+                f[2].parse::<i64>().unwrap() * 1_000_000,
+            );
+            let bar =
+                r.m1.get(&key)
+                    .unwrap_or_else(|| panic!("no bar for {key:?}"));
+            let num = |i: usize| f[i].parse::<f64>().unwrap();
+            assert_eq!(
+                (bar.open, bar.high, bar.low, bar.close),
+                (num(3), num(4), num(5), num(6)),
+                "{key:?}"
+            );
+            assert!((bar.volume - num(7)).abs() <= 1e-9 * num(7));
+            assert!((bar.notional - num(8)).abs() <= 1e-9 * num(8));
+            assert_eq!(bar.trade_count, f[9].parse::<u64>().unwrap());
+            compared += 1;
+        }
+        let expected_bars = reference
+            .lines()
+            .skip(1)
+            .filter(|l| l.starts_with(file))
+            .count();
+        assert_eq!(r.m1.len(), expected_bars, "{file}: bar count");
+    }
+    assert_eq!(compared, reference.lines().count() - 1);
+}

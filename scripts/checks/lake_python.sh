@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# A real embedded run writes the lake; polars, pandas and duckdb read it with partition
+# filters and must find exactly what the store holds.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+: "${CARGO_TARGET_DIR:=$ROOT/target}"
+BIN="$CARGO_TARGET_DIR/debug/pricestream"
+[ -x "$BIN" ] || cargo build --locked --bin pricestream
+
+if ! python3 -c 'import polars, pandas, duckdb, pyarrow' 2>/dev/null; then
+  echo "installing polars, pandas, duckdb, pyarrow from PyPI"
+  python3 -m pip install --quiet polars pandas duckdb pyarrow
+fi
+
+WORK=$(mktemp -d)
+PID=""
+cleanup() {
+  if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then kill -TERM "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# ~3 simulated hours across midnight, as fast as possible
+PRICESTREAM_DATA_DIR="$WORK/data" \
+PRICESTREAM_API__LISTEN="127.0.0.1:$PORT" \
+PRICESTREAM_CONNECTORS__SYNTHETIC__SPEED=0 \
+PRICESTREAM_CONNECTORS__SYNTHETIC__START_MS=1763762400000 \
+PRICESTREAM_CONNECTORS__SYNTHETIC__SYMBOLS='["BTC-USDT","ETH-USDT","SOL-USDT"]' \
+PRICESTREAM_CONNECTORS__SYNTHETIC__TRADES_PER_SEC=2.0 \
+PRICESTREAM_CONNECTORS__SYNTHETIC__MAX_TRADES=60000 \
+  "$BIN" run 2>"$WORK/run.log" &
+PID=$!
+for _ in $(seq 1 600); do
+  grep -q "all connectors finished" "$WORK/run.log" && break
+  kill -0 "$PID" 2>/dev/null || { cat "$WORK/run.log"; echo "pricestream exited early"; exit 1; }
+  sleep 0.2
+done
+grep -q "all connectors finished" "$WORK/run.log" || { cat "$WORK/run.log"; echo "connectors did not finish"; exit 1; }
+kill -TERM "$PID"
+wait "$PID"
+PID=""
+grep -q "stopped cleanly" "$WORK/run.log" || { cat "$WORK/run.log"; exit 1; }
+python3 "$ROOT/tests/python/test_lake.py" "$WORK/data"

@@ -1,0 +1,100 @@
+"""The lake written by a real run reads with polars, pandas and duckdb, with no glue code,
+and holds exactly what the store holds.
+
+Usage: python3 tests/python/test_lake.py <data_dir>
+(<data_dir> holds pricestream.db and lake/, written by `pricestream run`).
+"""
+import datetime as dt
+import sqlite3
+import sys
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import polars as pl
+
+COLS = ["open", "high", "low", "close", "volume", "notional", "vwap", "trade_count", "revision"]
+
+
+def store_bars(db: Path, interval: str, symbol: str, day: str) -> pd.DataFrame:
+    start = int(pd.Timestamp(day, tz="UTC").value)
+    end = start + 86_400 * 10**9
+    con = sqlite3.connect(db)
+    df = pd.read_sql_query(
+        "SELECT symbol, bucket_start, " + ", ".join(COLS) + " FROM bars "
+        "WHERE interval = ? AND symbol = ? AND bucket_start >= ? AND bucket_start < ? "
+        "ORDER BY bucket_start",
+        con, params=(interval, symbol, start, end))
+    con.close()
+    df["bucket_start"] = pd.to_datetime(df["bucket_start"], unit="ns", utc=True)
+    return df.reset_index(drop=True)
+
+
+def check_same(name: str, got: pd.DataFrame, want: pd.DataFrame) -> None:
+    got = got[["symbol", "bucket_start"] + COLS].sort_values("bucket_start").reset_index(drop=True)
+    got["bucket_start"] = pd.to_datetime(got["bucket_start"], utc=True)
+    for c in ["trade_count", "revision"]:
+        got[c] = got[c].astype("int64")
+        want[c] = want[c].astype("int64")
+    assert len(got) == len(want) > 0, f"{name}: {len(got)} rows, store has {len(want)}"
+    pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)
+    print(f"ok {name}: {len(got)} rows equal to the store")
+
+
+def main() -> None:
+    data = Path(sys.argv[1])
+    lake = data / "lake"
+    db = data / "pricestream.db"
+    bars_glob = str(lake / "bars" / "**" / "*.parquet")
+
+    # what dates and symbols are there
+    dates = sorted(p.name.split("=", 1)[1] for p in (lake / "bars" / "interval=1m").iterdir())
+    assert len(dates) >= 2, f"expected data on two dates, found {dates}"
+    day, symbol = dates[-1], "ETH-USDT"
+    # finished days are compacted into one file per day and interval
+    first_day = list((lake / "bars" / "interval=1m" / f"date={dates[0]}").glob("*.parquet"))
+    assert [f.name for f in first_day] == [f"bars-{dates[0]}.parquet"], first_day
+
+    # polars: lazy scan with hive partitions, predicate pushdown on date and symbol
+    lf = pl.scan_parquet(bars_glob, hive_partitioning=True)
+    schema = lf.collect_schema()
+    assert schema["bucket_start"] == pl.Datetime("ns", "UTC"), schema["bucket_start"]
+    pl_df = (
+        lf.filter((pl.col("interval") == "1m")
+                  & (pl.col("date").cast(pl.String) == day)
+                  & (pl.col("symbol") == symbol))
+        .collect()
+        .to_pandas()
+    )
+    check_same("polars 1m", pl_df, store_bars(db, "1m", symbol, day))
+
+    # pandas (pyarrow engine): partition filters
+    pd_df = pd.read_parquet(lake / "bars", filters=[("interval", "=", "5m"), ("date", "=", day), ("symbol", "=", symbol)])
+    check_same("pandas 5m", pd_df, store_bars(db, "5m", symbol, day))
+
+    # duckdb: SQL over the hive layout
+    con = duckdb.connect()
+    dd_df = con.execute(
+        f"SELECT * FROM read_parquet('{bars_glob}', hive_partitioning = true) "
+        "WHERE interval = '1h' AND CAST(date AS VARCHAR) = ? AND symbol = ? ORDER BY bucket_start",
+        [day, symbol]).df()
+    check_same("duckdb 1h", dd_df, store_bars(db, "1h", symbol, day))
+
+    # files are sorted by time and carry statistics (for pushdown)
+    import pyarrow.parquet as pq
+    for f in sorted((lake / "bars").rglob("*.parquet"))[:5]:
+        t = pq.read_table(f)
+        ts = t.column("bucket_start").to_pylist()
+        assert ts == sorted(ts), f"{f} not sorted by time"
+        md = pq.ParquetFile(f).metadata
+        assert md.row_group(0).column(0).compression == "ZSTD"
+        assert md.row_group(0).column(0).statistics is not None
+
+    # signals are a dataset of their own
+    sig = pl.scan_parquet(str(lake / "signals" / "**" / "*.parquet"), hive_partitioning=True).collect()
+    assert sig.height > 0, "no signals in the lake"
+    print(f"ok signals: {sig.height} rows, kinds {sorted(set(sig['kind']))}")
+
+
+if __name__ == "__main__":
+    main()
