@@ -24,7 +24,26 @@ pub struct Config {
     pub lake: LakeConfig,
     pub bus: BusConfig,
     pub pipeline: PipelineConfig,
+    pub analytics: AnalyticsConfig,
     pub connectors: ConnectorsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalyticsConfig {
+    /// Bars the seasonality profiles are computed from.
+    pub seasonality_interval: pricestream_schemas::Interval,
+    /// How often `run` recomputes the profiles from the lake; 0 turns it off.
+    pub seasonality_refresh_secs: u64,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        AnalyticsConfig {
+            seasonality_interval: pricestream_schemas::Interval::H1,
+            seasonality_refresh_secs: 3_600,
+        }
+    }
 }
 
 impl Default for Config {
@@ -36,6 +55,7 @@ impl Default for Config {
             lake: LakeConfig::default(),
             bus: BusConfig::default(),
             pipeline: PipelineConfig::default(),
+            analytics: AnalyticsConfig::default(),
             connectors: ConnectorsConfig::default(),
         }
     }

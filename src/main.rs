@@ -1,5 +1,6 @@
 //! `pricestream`: the command-line entry point. Wiring only; the work lives in the crates.
 
+mod analytics;
 mod config;
 mod run;
 
@@ -46,6 +47,23 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Batch analytics over the lake.
+    Analytics {
+        #[command(subcommand)]
+        action: AnalyticsAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AnalyticsAction {
+    /// Recompute rollups and signals from the lake's bars and compare with the stream's.
+    Recompute {
+        /// Replace the lake's rollups and signals with the recomputed ones.
+        #[arg(long)]
+        write: bool,
+    },
+    /// Recompute the seasonality profiles from the lake.
+    Seasonality,
 }
 
 #[derive(Subcommand, Debug)]
@@ -82,15 +100,18 @@ fn main() -> ExitCode {
 
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     let cfg = Config::load(cli.config.as_deref())?;
-    if let Command::Config {
-        action: ConfigAction::Check,
-    } = cli.command
-    {
-        println!(
-            "# configuration is valid\n{}",
-            toml::to_string_pretty(&cfg)?
-        );
-        return Ok(());
+    match &cli.command {
+        Command::Config {
+            action: ConfigAction::Check,
+        } => {
+            println!(
+                "# configuration is valid\n{}",
+                toml::to_string_pretty(&cfg)?
+            );
+            return Ok(());
+        }
+        Command::Analytics { action } => return run_analytics(&cfg, action),
+        _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -101,7 +122,42 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Command::Run => run::run(cfg).await,
             Command::Serve => run::serve(cfg).await,
             Command::Migrate => run::migrate(cfg).await,
-            Command::Config { .. } => Ok(()),
+            Command::Config { .. } | Command::Analytics { .. } => Ok(()),
         }
     })
+}
+
+fn run_analytics(cfg: &Config, action: &AnalyticsAction) -> anyhow::Result<()> {
+    let lake = cfg.lake_dir();
+    match action {
+        AnalyticsAction::Recompute { write } => {
+            let report =
+                analytics::recompute(&lake, &cfg.pipeline.rollups, &cfg.pipeline.signals, *write)?;
+            for m in report.mismatches.iter().take(20) {
+                println!("mismatch: {m}");
+            }
+            println!(
+                "checked {} rollup bars and {} signals: {} mismatches{}",
+                report.bars_checked,
+                report.signals_checked,
+                report.mismatches.len(),
+                if *write {
+                    " (lake rewritten from the batch results)"
+                } else {
+                    ""
+                }
+            );
+            if report.mismatches.is_empty() || *write {
+                Ok(())
+            } else {
+                anyhow::bail!("the stream's results differ from the batch recomputation")
+            }
+        }
+        AnalyticsAction::Seasonality => {
+            let profiles =
+                analytics::refresh_seasonality(&lake, cfg.analytics.seasonality_interval)?;
+            println!("seasonality profiles written for {} series", profiles.len());
+            Ok(())
+        }
+    }
 }

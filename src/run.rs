@@ -167,6 +167,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         AppState {
             store,
             metrics: Some(metrics),
+            lake_dir: cfg.lake.enabled.then(|| cfg.lake_dir()),
         },
         stop.clone(),
         &fatal,
@@ -214,18 +215,49 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let pipeline_cfg = cfg.pipeline.clone();
     let workers = pipeline_cfg.resolved_workers();
     let stop_dataflow = Arc::new(AtomicBool::new(false));
+    let profiles = pricestream_pipeline::SharedProfiles::default();
     let pipeline = Task::spawn_blocking("pipeline", &fatal, {
         let stop = Arc::clone(&stop_dataflow);
+        let profiles = Arc::clone(&profiles);
         move || {
             Ok(pricestream_pipeline::run(
                 &pipeline_cfg,
                 factory,
                 sink_tx,
                 stop,
+                profiles,
             )?)
         }
     });
     tracing::info!(workers, partitions = cfg.bus.partitions, "pipeline started");
+
+    // seasonality profiles: refreshed from the lake on a schedule, published to the pipeline
+    let stop_jobs = CancellationToken::new();
+    let seasonality = (cfg.lake.enabled && cfg.analytics.seasonality_refresh_secs > 0).then(|| {
+        let (lake_dir, interval) = (cfg.lake_dir(), cfg.analytics.seasonality_interval);
+        let every = std::time::Duration::from_secs(cfg.analytics.seasonality_refresh_secs);
+        let (profiles, stop) = (Arc::clone(&profiles), stop_jobs.clone());
+        Task::spawn("seasonality", &fatal, async move {
+            loop {
+                let (dir, shared) = (lake_dir.clone(), Arc::clone(&profiles));
+                match tokio::task::spawn_blocking(move || {
+                    crate::analytics::refresh_shared(&dir, interval, &shared)
+                })
+                .await
+                {
+                    Ok(Ok(n)) => tracing::info!(series = n, "seasonality profiles refreshed"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %format!("{e:#}"), "seasonality refresh failed")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "seasonality refresh panicked"),
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+        })
+    });
 
     // API
     let stop_api = CancellationToken::new();
@@ -234,6 +266,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         AppState {
             store,
             metrics: Some(metrics),
+            lake_dir: cfg.lake.enabled.then(|| cfg.lake_dir()),
         },
         stop_api.clone(),
         &fatal,
@@ -304,6 +337,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     // Stop in order: sources, bus, dataflow (flushes open windows), sink, API.
     stop_sources.cancel();
+    stop_jobs.cancel();
+    if let Some(task) = seasonality {
+        if let Err(e) = task.join().await {
+            failure.get_or_insert(e);
+        }
+    }
     if let Some(task) = connectors {
         if let Err(e) = task.join().await {
             failure.get_or_insert(e);

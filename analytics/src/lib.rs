@@ -3,6 +3,7 @@
 pub mod indicators;
 pub mod ohlcv;
 pub mod rollup;
+pub mod seasonality;
 pub mod signals;
 
 pub use ohlcv::OhlcvAcc;

@@ -18,6 +18,8 @@ pub use error::{ApiError, Result};
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub metrics: Option<PrometheusHandle>,
+    /// Root of the Parquet lake (for datasets served from it, e.g. seasonality).
+    pub lake_dir: Option<std::path::PathBuf>,
 }
 
 /// Settings of the API (section `[api]`).
@@ -50,6 +52,7 @@ pub fn router(state: AppState, cfg: &ApiConfig) -> Router {
         .route("/metrics", get(routes::metrics))
         .route("/v1/symbols", get(routes::symbols))
         .route("/v1/ohlcv", get(routes::ohlcv))
+        .route("/v1/seasonality", get(routes::seasonality))
         .fallback(routes::not_found)
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::Extension(limits))

@@ -165,3 +165,55 @@ pub async fn ohlcv(
     )
         .into_response())
 }
+
+/// `GET /v1/seasonality?symbol=&venue=`: hour-of-day and weekday return profiles.
+pub async fn seasonality(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>> {
+    let symbol = param(&q, "symbol")
+        .ok_or_else(|| ApiError::BadRequest("symbol is required, e.g. symbol=BTC-USDT".into()))?;
+    let symbol = Symbol::new(symbol).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let venue: Option<Venue> = param(&q, "venue")
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: pricestream_schemas::SchemaError| ApiError::BadRequest(e.to_string()))?;
+    let Some(dir) = state.lake_dir.clone() else {
+        return Err(ApiError::NotFound(
+            "the lake is disabled, so there are no profiles".into(),
+        ));
+    };
+    let rows = tokio::task::spawn_blocking(move || pricestream_store::seasonality::read(&dir))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| r.symbol == symbol && venue.is_none_or(|v| r.venue == v))
+        .collect();
+    if rows.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "no seasonality profile for {symbol} yet (profiles are recomputed from the lake periodically)"
+        )));
+    }
+    let pick = |season: &str| -> Vec<serde_json::Value> {
+        rows.iter()
+            .filter(|r| r.season == season)
+            .map(|r| {
+                json!({
+                    "venue": r.venue,
+                    "interval": r.interval,
+                    "bucket": r.bucket,
+                    "count": r.count,
+                    "mean_return": r.mean_return,
+                    "stdev_return": r.stdev_return,
+                    "mean_abs_return": r.mean_abs_return,
+                })
+            })
+            .collect()
+    };
+    Ok(Json(json!({
+        "symbol": symbol,
+        "hour_of_day": pick("hour_of_day"),
+        "weekday": pick("weekday"),
+    })))
+}

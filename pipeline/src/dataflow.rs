@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::metrics as m;
 use crate::rollups::{self, RollupAdmit, RollupLevel};
-use crate::signals::SignalStage;
+use crate::signals::{SharedProfiles, SignalStage};
 use crate::watermark::{SharedProgress, WatermarkTracker};
 use crate::window::{Admit, BarWindows};
 use crate::{PipelineConfig, PipelineError, Result};
@@ -86,6 +86,7 @@ pub fn run(
     sources: SourceFactory,
     sink: mpsc::Sender<SinkBatch>,
     stop: Arc<AtomicBool>,
+    profiles: SharedProfiles,
 ) -> Result<()> {
     let workers = cfg.resolved_workers();
     let delay = cfg.max_out_of_orderness_ms.saturating_mul(1_000_000);
@@ -95,6 +96,7 @@ pub fn run(
     let shared = Arc::new(SharedProgress::new(now_ns()));
     let rollup_intervals = cfg.rollups.clone();
     let signal_params = cfg.signals.clone();
+    let seasonal = cfg.seasonal;
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
         let peers = worker.peers();
@@ -107,6 +109,7 @@ pub fn run(
         let mut last_reported_minute: Option<u64> = Some(0);
         let rollup_intervals = rollup_intervals.clone();
         let signal_params = signal_params.clone();
+        let profiles = Arc::clone(&profiles);
         worker.dataflow::<u64, _, _>(|scope| {
             let exchange = Exchange::new(|r: &Record| match r {
                 Record::Quote { quote, .. } => quote.symbol.stable_hash(),
@@ -228,7 +231,8 @@ pub fn run(
                 .container::<Vec<Output>>()
                 .unary_frontier(Pipeline, "Signals", move |cap, _info| {
                     drop(cap);
-                    let mut stage = SignalStage::new(signal_params.clone(), lateness);
+                    let mut stage = SignalStage::new(signal_params.clone(), lateness)
+                        .with_profiles(Arc::clone(&profiles), seasonal);
                     let mut caps: BTreeMap<TimestampNs, Capability<u64>> = BTreeMap::new();
                     move |(input, frontier), output| {
                         let f = frontier.frontier().first().map_or(i64::MAX, |t| to_ts(*t));

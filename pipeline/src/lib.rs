@@ -16,6 +16,7 @@ use pricestream_schemas::Interval;
 use serde::{Deserialize, Serialize};
 
 pub use dataflow::{run, Output, Record, SinkBatch, SourceFactory};
+pub use signals::SharedProfiles;
 
 /// Pipeline settings (section `[pipeline]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +36,8 @@ pub struct PipelineConfig {
     pub rollups: Vec<Interval>,
     /// Intervals that get signals, with their parameters (`[pipeline.signals.1h]`).
     pub signals: BTreeMap<Interval, SignalParams>,
+    /// Seasonal-deviation signals (from the seasonality profiles).
+    pub seasonal: signals::SeasonalParams,
 }
 
 impl Default for PipelineConfig {
@@ -50,6 +53,7 @@ impl Default for PipelineConfig {
                 .into_iter()
                 .map(|i| (i, SignalParams::default()))
                 .collect(),
+            seasonal: signals::SeasonalParams::default(),
         }
     }
 }

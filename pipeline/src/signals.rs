@@ -3,11 +3,37 @@
 //! the signals equal a batch recomputation over the stored bars.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
 
+use pricestream_analytics::seasonality::Profile;
 use pricestream_analytics::{SignalEngine, SignalParams};
-use pricestream_schemas::{Bar, Interval, Signal, Symbol, TimestampNs, Venue};
+use pricestream_schemas::{Bar, Interval, Signal, SignalKind, Symbol, TimestampNs, Venue};
 
 type SeriesKey = (Venue, Symbol, Interval);
+
+/// Seasonality profiles per series, refreshed by a batch job while the pipeline runs.
+/// Signals of kind `seasonal_deviation` depend on the profile in force when a bar becomes
+/// final, so unlike the other signals they are not reproducible by a replay.
+pub type SharedProfiles = Arc<RwLock<BTreeMap<SeriesKey, Profile>>>;
+
+/// When a bar's return is far enough from its seasonal norm to be a signal.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SeasonalParams {
+    /// |z| of the bar's return against its hour-of-day norm.
+    pub z_threshold: f64,
+    /// Observations the hour needs before its norm is trusted.
+    pub min_samples: u64,
+}
+
+impl Default for SeasonalParams {
+    fn default() -> Self {
+        SeasonalParams {
+            z_threshold: 3.0,
+            min_samples: 10,
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct SignalStage {
@@ -15,6 +41,7 @@ pub struct SignalStage {
     lateness: i64,
     pending: BTreeMap<TimestampNs, BTreeMap<(SeriesKey, TimestampNs), Bar>>,
     engines: HashMap<SeriesKey, SignalEngine>,
+    profiles: Option<(SharedProfiles, SeasonalParams)>,
 }
 
 impl SignalStage {
@@ -25,7 +52,30 @@ impl SignalStage {
             lateness: allowed_lateness_ns.max(0),
             pending: BTreeMap::new(),
             engines: HashMap::new(),
+            profiles: None,
         }
+    }
+
+    /// Also emits seasonal-deviation signals from the shared profiles.
+    pub fn with_profiles(mut self, profiles: SharedProfiles, params: SeasonalParams) -> Self {
+        self.profiles = Some((profiles, params));
+        self
+    }
+
+    fn seasonal(&self, series: &SeriesKey, bar: &Bar) -> Option<Signal> {
+        let (profiles, p) = self.profiles.as_ref()?;
+        let guard = profiles.read().ok()?;
+        let z = guard.get(series)?.deviation(bar, p.min_samples)?;
+        (z.abs() >= p.z_threshold).then(|| Signal {
+            venue: bar.venue,
+            symbol: bar.symbol.clone(),
+            interval: bar.interval,
+            kind: SignalKind::SeasonalDeviation,
+            bucket_start: bar.bucket_start,
+            value: z,
+            ts_event: bar.ts_event,
+            ts_ingest: bar.ts_ingest,
+        })
     }
 
     /// Keeps the latest revision of a bar until it is final; returns the time at which it
@@ -62,6 +112,9 @@ impl SignalStage {
             let mut signals = Vec::new();
             for ((series, _), bar) in bars {
                 let params = self.params.get(&series.2).cloned().unwrap_or_default();
+                if let Some(s) = self.seasonal(&series, &bar) {
+                    signals.push(s);
+                }
                 let engine = self
                     .engines
                     .entry(series)
@@ -71,5 +124,62 @@ impl SignalStage {
             out.push((fin, signals));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pricestream_analytics::seasonality::profiles;
+
+    fn bar(hour: i64, open: f64, close: f64) -> Bar {
+        Bar {
+            venue: Venue::Binance,
+            symbol: Symbol::new("BTC-USDT").unwrap(),
+            interval: Interval::H1,
+            bucket_start: hour * 3_600_000_000_000,
+            open,
+            high: open.max(close),
+            low: open.min(close),
+            close,
+            volume: 1.0,
+            notional: open,
+            vwap: open,
+            trade_count: 1,
+            revision: 0,
+            ts_event: hour,
+            ts_ingest: hour,
+        }
+    }
+
+    #[test]
+    fn final_bars_feed_signals_and_seasonal_deviation() {
+        // history: hour 3 barely moves (alternating ±0.1 %)
+        let history: Vec<Bar> = (0..20)
+            .map(|d| bar(d * 24 + 3, 100.0, if d % 2 == 0 { 100.1 } else { 99.9 }))
+            .collect();
+        let shared: SharedProfiles = Arc::new(RwLock::new(
+            profiles(&history)
+                .into_iter()
+                .map(|((v, s), p)| ((v, s, Interval::H1), p))
+                .collect(),
+        ));
+        let params = [(Interval::H1, SignalParams::default())]
+            .into_iter()
+            .collect();
+        let mut stage =
+            SignalStage::new(params, 0).with_profiles(shared, SeasonalParams::default());
+        let b = bar(30 * 24 + 3, 100.0, 105.0);
+        let fin = stage.offer(&b).unwrap();
+        assert_eq!(fin, b.bucket_end());
+        assert!(stage.advance(fin).is_empty(), "final only strictly after");
+        let out = stage.advance(fin + 1);
+        let sig = &out[0].1[0];
+        assert_eq!(sig.kind, SignalKind::SeasonalDeviation);
+        assert!(sig.value > 3.0);
+        // 1m bars get no signals when 1m is not configured
+        let mut m1 = b.clone();
+        m1.interval = Interval::M1;
+        assert_eq!(stage.offer(&m1), None);
     }
 }

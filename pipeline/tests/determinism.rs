@@ -60,7 +60,13 @@ async fn run_pipeline(quotes: &[Quote], workers: usize) -> Run {
     };
     let (tx, mut rx) = mpsc::channel::<SinkBatch>(64);
     let handle = tokio::task::spawn_blocking(move || {
-        run(&cfg, factory, tx, Arc::new(AtomicBool::new(false)))
+        run(
+            &cfg,
+            factory,
+            tx,
+            Arc::new(AtomicBool::new(false)),
+            Default::default(),
+        )
     });
     let mut all = Vec::new();
     let mut signals = Vec::new();

@@ -421,12 +421,16 @@ fn writer_props() -> WriterProperties {
 
 /// Writes rows (already in key order) to `path` atomically.
 fn write_file<R: LakeRecord>(path: &Path, rows: &[R]) -> Result<()> {
+    write_batch(path, R::schema(), &R::to_batch(rows)?)
+}
+
+/// Writes one record batch as a Parquet file at `path`, atomically.
+pub(crate) fn write_batch(path: &Path, schema: SchemaRef, batch: &RecordBatch) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let batch = R::to_batch(rows)?;
-    let mut buf = Vec::with_capacity(4096 + rows.len() * 64);
-    let mut writer = ArrowWriter::try_new(&mut buf, R::schema(), Some(writer_props()))?;
-    writer.write(&batch)?;
+    let mut buf = Vec::with_capacity(4096 + batch.num_rows() * 64);
+    let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(writer_props()))?;
+    writer.write(batch)?;
     writer.close()?;
     let name = path
         .file_name()
@@ -447,13 +451,18 @@ fn write_file<R: LakeRecord>(path: &Path, rows: &[R]) -> Result<()> {
 }
 
 fn read_file<R: LakeRecord>(path: &Path, interval: Interval) -> Result<Vec<R>> {
-    let file = File::open(path).map_err(io_err(path))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
     let mut out = Vec::new();
-    for batch in reader {
-        out.extend(R::from_batch(&batch?, interval)?);
+    for batch in read_batches(path)? {
+        out.extend(R::from_batch(&batch, interval)?);
     }
     Ok(out)
+}
+
+/// Reads every record batch of a Parquet file.
+pub(crate) fn read_batches(path: &Path) -> Result<Vec<RecordBatch>> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+    Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
 }
 
 /// Reads one bar file of the lake.

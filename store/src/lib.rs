@@ -8,6 +8,7 @@ use pricestream_schemas::{Bar, IngestionRun, Interval, RunStatus, Symbol, Timest
 
 pub mod error;
 pub mod lake;
+pub mod seasonality;
 pub mod sqlite;
 
 pub use error::{Result, StoreError};
