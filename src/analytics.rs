@@ -81,7 +81,7 @@ fn rel_eq(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
 
-fn series_of<'a>(bars: &'a [Bar]) -> BTreeMap<(Venue, Symbol), Vec<&'a Bar>> {
+fn series_of(bars: &[Bar]) -> BTreeMap<(Venue, Symbol), Vec<&Bar>> {
     let mut m: BTreeMap<(Venue, Symbol), Vec<&Bar>> = BTreeMap::new();
     for b in bars {
         m.entry((b.venue, b.symbol.clone())).or_default().push(b);
