@@ -85,6 +85,8 @@ impl Default for StoreConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct LakeConfig {
     pub enabled: bool,
+    /// Keep raw quotes in the lake's `quotes` dataset.
+    pub quotes: bool,
     /// Default: `<data_dir>/lake`.
     pub dir: Option<PathBuf>,
 }
@@ -93,6 +95,7 @@ impl Default for LakeConfig {
     fn default() -> Self {
         LakeConfig {
             enabled: true,
+            quotes: true,
             dir: None,
         }
     }

@@ -212,7 +212,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 .map(|s| Box::new(s) as Box<dyn QuoteSource>)
         })
     };
-    let pipeline_cfg = cfg.pipeline.clone();
+    let mut pipeline_cfg = cfg.pipeline.clone();
+    pipeline_cfg.keep_quotes = cfg.lake.enabled && cfg.lake.quotes;
     let workers = pipeline_cfg.resolved_workers();
     let stop_dataflow = Arc::new(AtomicBool::new(false));
     let profiles = pricestream_pipeline::SharedProfiles::default();

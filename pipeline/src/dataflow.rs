@@ -45,6 +45,8 @@ pub enum Record {
 /// A record flowing from the window operator to the sinks.
 #[derive(Debug, Clone)]
 pub enum Output {
+    /// A raw quote that reached its window (for the lake's quotes dataset).
+    Quote(Quote),
     Bar(Bar),
     Signal(Signal),
     Dead(DeadLetter),
@@ -58,6 +60,7 @@ pub struct SinkBatch {
     pub frontier: Option<u64>,
     pub bars: Vec<Bar>,
     pub signals: Vec<Signal>,
+    pub quotes: Vec<Quote>,
     pub dead: Vec<DeadLetter>,
 }
 
@@ -97,6 +100,7 @@ pub fn run(
     let rollup_intervals = cfg.rollups.clone();
     let signal_params = cfg.signals.clone();
     let seasonal = cfg.seasonal;
+    let keep_quotes = cfg.keep_quotes;
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
         let peers = worker.peers();
@@ -132,7 +136,11 @@ pub fn run(
                                     match record {
                                         Record::Quote { quote, pwm } => {
                                             let eff = pwm.max(to_ts(t));
-                                            match windows.offer(&quote, eff, f) {
+                                            let admitted = windows.offer(&quote, eff, f);
+                                            if keep_quotes && admitted != Admit::Late {
+                                                now_out.push(Output::Quote(quote.clone()));
+                                            }
+                                            match admitted {
                                                 Admit::Pending { end } => {
                                                     caps.entry(end).or_insert_with(|| {
                                                         cap.delayed(&to_time(end).max(t), 0)
@@ -272,6 +280,7 @@ pub fn run(
                                 match o {
                                     Output::Bar(b) => pending.bars.push(b),
                                     Output::Signal(x) => pending.signals.push(x),
+                                    Output::Quote(q) => pending.quotes.push(q),
                                     Output::Dead(d) => pending.dead.push(d),
                                 }
                             }
@@ -279,6 +288,7 @@ pub fn run(
                     });
                     let f = frontier.frontier().first().copied();
                     let has_data = !pending.bars.is_empty()
+                        || !pending.quotes.is_empty()
                         || !pending.signals.is_empty()
                         || !pending.dead.is_empty();
                     // Report progress with data, at the end, and at least once per minute

@@ -38,6 +38,10 @@ pub struct PipelineConfig {
     pub signals: BTreeMap<Interval, SignalParams>,
     /// Seasonal-deviation signals (from the seasonality profiles).
     pub seasonal: signals::SeasonalParams,
+    /// Pass raw quotes on to the sinks (the lake's `quotes` dataset); set from
+    /// `lake.quotes`, not configured here.
+    #[serde(skip)]
+    pub keep_quotes: bool,
 }
 
 impl Default for PipelineConfig {
@@ -54,6 +58,7 @@ impl Default for PipelineConfig {
                 .map(|i| (i, SignalParams::default()))
                 .collect(),
             seasonal: signals::SeasonalParams::default(),
+            keep_quotes: true,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pricestream_schemas::Quote;
 use pricestream_store::{Lake, Store, StoreError};
 use tokio::sync::mpsc;
 
@@ -20,6 +21,7 @@ pub struct SinkStats {
     pub batches: u64,
     pub bars: u64,
     pub signals: u64,
+    pub quotes: u64,
     pub dead_letters: u64,
     /// Per worker, the last frontier made durable (`None` = input closed, all flushed).
     pub frontiers: BTreeMap<usize, Option<u64>>,
@@ -58,7 +60,8 @@ pub struct SinkOptions {
     pub allowed_lateness_ns: i64,
 }
 
-const DAY_NS: i64 = 86_400 * 1_000_000_000;
+const HOUR_NS: i64 = 3_600 * 1_000_000_000;
+const DAY_NS: i64 = 24 * HOUR_NS;
 
 /// Runs blocking lake work on the blocking pool, handing the lake back afterwards.
 async fn with_lake<T, F>(lake: &mut Option<Lake>, f: F) -> Result<Option<T>>
@@ -90,8 +93,16 @@ pub async fn run_sink(
     let mut lake = lake;
     let mut compacted_before = i64::MIN;
     let mut newest_bar_end = i64::MIN;
+    let mut quote_hours: BTreeMap<i64, Vec<Quote>> = BTreeMap::new();
     while let Some(batch) = rx.recv().await {
         stats.batches += 1;
+        stats.quotes += batch.quotes.len() as u64;
+        for q in batch.quotes {
+            quote_hours
+                .entry(q.ts_event - q.ts_event.rem_euclid(HOUR_NS))
+                .or_default()
+                .push(q);
+        }
         if let Some(end) = batch
             .bars
             .iter()
@@ -148,29 +159,66 @@ pub async fn run_sink(
             stats.dead_letters += dead.len() as u64;
         }
         stats.frontiers.insert(batch.worker, batch.frontier);
-        // Compact finished days once every worker's frontier is past them; when the input
-        // is closed, the newest bar stands in for the watermark.
+        // The sink's watermark: the least frontier of all workers; once every input is
+        // closed, the newest bar stands in for it.
+        let mut wm: Option<i64> = None;
         if stats.frontiers.len() == opts.workers {
             let known: Vec<Option<u64>> = stats.frontiers.values().copied().collect();
-            let wm = if known.iter().all(Option::is_none) {
+            wm = if known.iter().all(Option::is_none) {
                 Some(newest_bar_end)
             } else if known.iter().all(Option::is_some) {
                 known.iter().flatten().map(|f| *f as i64).min()
             } else {
                 None
             };
-            if let Some(wm) = wm {
-                let before = wm.saturating_sub(opts.allowed_lateness_ns);
-                let day = before - before.rem_euclid(DAY_NS);
-                if day > compacted_before {
-                    compacted_before = day;
-                    if let Some(done) = with_lake(&mut lake, move |l| l.compact(before)).await? {
-                        for path in done {
-                            tracing::info!(path = %path.display(), "lake day compacted");
-                        }
-                    }
+        }
+        let Some(wm) = wm else { continue };
+        let before = wm.saturating_sub(opts.allowed_lateness_ns);
+        // raw quotes: an hour is written once no quote can still arrive for it
+        let ready: Vec<i64> = quote_hours
+            .range(..)
+            .filter(|(h, _)| **h + HOUR_NS <= before)
+            .map(|(h, _)| *h)
+            .collect();
+        if !ready.is_empty() {
+            let quotes: Vec<Quote> = ready
+                .iter()
+                .filter_map(|h| quote_hours.remove(h))
+                .flatten()
+                .collect();
+            let n = quotes.len();
+            let started = Instant::now();
+            if with_lake(&mut lake, move |l| l.write_quotes(&quotes))
+                .await?
+                .is_some()
+            {
+                record("lake_quotes", n, started);
+            }
+        }
+        // compact finished days
+        let day = before - before.rem_euclid(DAY_NS);
+        if day > compacted_before {
+            compacted_before = day;
+            if let Some(done) = with_lake(&mut lake, move |l| l.compact(before)).await? {
+                for path in done {
+                    tracing::info!(path = %path.display(), "lake day compacted");
                 }
             }
+        }
+    }
+    // whatever quotes are left (the input is closed)
+    let quotes: Vec<Quote> = std::mem::take(&mut quote_hours)
+        .into_values()
+        .flatten()
+        .collect();
+    if !quotes.is_empty() {
+        let n = quotes.len();
+        let started = Instant::now();
+        if with_lake(&mut lake, move |l| l.write_quotes(&quotes))
+            .await?
+            .is_some()
+        {
+            record("lake_quotes", n, started);
         }
     }
     Ok(stats)

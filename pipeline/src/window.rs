@@ -27,7 +27,7 @@ struct WinState {
 }
 
 /// What the operator must do after a quote was offered.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Admit {
     /// Later than the allowed lateness: dead-letter it.
     Late,

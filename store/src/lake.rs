@@ -20,10 +20,11 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use pricestream_schemas::arrow::{
-    bar_schema, bars_from_batch, bars_to_batch, signal_schema, signals_from_batch, signals_to_batch,
+    bar_schema, bars_from_batch, bars_to_batch, quote_schema, quotes_from_batch, quotes_to_batch,
+    signal_schema, signals_from_batch, signals_to_batch,
 };
 use pricestream_schemas::time::date_of;
-use pricestream_schemas::{Bar, Interval, Signal, SignalKind, Symbol, TimestampNs, Venue};
+use pricestream_schemas::{Bar, Interval, Quote, Signal, SignalKind, Symbol, TimestampNs, Venue};
 
 use crate::{Result, StoreError};
 
@@ -37,14 +38,17 @@ pub trait LakeRecord: Clone + Sized {
     const DATASET: &'static str;
     type Key: Ord + Clone;
     fn key(&self) -> Self::Key;
-    fn interval(&self) -> Interval;
+    /// The `interval=` partition, for datasets that have one.
+    fn interval(&self) -> Option<Interval>;
     /// The partitioning time (start of the row's bucket).
     fn time(&self) -> TimestampNs;
     /// Whether this row replaces `old` with the same key.
     fn supersedes(&self, old: &Self) -> bool;
     fn schema() -> SchemaRef;
     fn to_batch(rows: &[Self]) -> Result<RecordBatch>;
-    fn from_batch(batch: &RecordBatch, interval: Interval) -> Result<Vec<Self>>;
+    fn from_batch(batch: &RecordBatch, interval: Option<Interval>) -> Result<Vec<Self>>;
+    /// Whether the dataset has an `interval=` partition level.
+    const BY_INTERVAL: bool = true;
 }
 
 impl LakeRecord for Bar {
@@ -53,8 +57,8 @@ impl LakeRecord for Bar {
     fn key(&self) -> Self::Key {
         (self.bucket_start, self.venue, self.symbol.clone())
     }
-    fn interval(&self) -> Interval {
-        self.interval
+    fn interval(&self) -> Option<Interval> {
+        Some(self.interval)
     }
     fn time(&self) -> TimestampNs {
         self.bucket_start
@@ -68,8 +72,8 @@ impl LakeRecord for Bar {
     fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
         Ok(bars_to_batch(rows, false)?)
     }
-    fn from_batch(batch: &RecordBatch, interval: Interval) -> Result<Vec<Self>> {
-        Ok(bars_from_batch(batch, Some(interval))?)
+    fn from_batch(batch: &RecordBatch, interval: Option<Interval>) -> Result<Vec<Self>> {
+        Ok(bars_from_batch(batch, interval)?)
     }
 }
 
@@ -88,8 +92,8 @@ impl LakeRecord for Signal {
             kind_rank(self.kind),
         )
     }
-    fn interval(&self) -> Interval {
-        self.interval
+    fn interval(&self) -> Option<Interval> {
+        Some(self.interval)
     }
     fn time(&self) -> TimestampNs {
         self.bucket_start
@@ -103,8 +107,42 @@ impl LakeRecord for Signal {
     fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
         Ok(signals_to_batch(rows, false)?)
     }
-    fn from_batch(batch: &RecordBatch, interval: Interval) -> Result<Vec<Self>> {
-        Ok(signals_from_batch(batch, Some(interval))?)
+    fn from_batch(batch: &RecordBatch, interval: Option<Interval>) -> Result<Vec<Self>> {
+        Ok(signals_from_batch(batch, interval)?)
+    }
+}
+
+impl LakeRecord for Quote {
+    const DATASET: &'static str = "quotes";
+    const BY_INTERVAL: bool = false;
+    type Key = (TimestampNs, Venue, Symbol, u64, u64, u64);
+    fn key(&self) -> Self::Key {
+        (
+            self.ts_event,
+            self.venue,
+            self.symbol.clone(),
+            self.trade_id.unwrap_or(0),
+            self.price.to_bits(),
+            self.size.to_bits(),
+        )
+    }
+    fn interval(&self) -> Option<Interval> {
+        None
+    }
+    fn time(&self) -> TimestampNs {
+        self.ts_event
+    }
+    fn supersedes(&self, _old: &Self) -> bool {
+        true
+    }
+    fn schema() -> SchemaRef {
+        quote_schema()
+    }
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
+        Ok(quotes_to_batch(rows)?)
+    }
+    fn from_batch(batch: &RecordBatch, _interval: Option<Interval>) -> Result<Vec<Self>> {
+        Ok(quotes_from_batch(batch)?)
     }
 }
 
@@ -116,7 +154,7 @@ enum Span {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct PartKey {
-    interval: Interval,
+    interval: Option<Interval>,
     span: Span,
 }
 
@@ -149,10 +187,12 @@ impl<R: LakeRecord> Dataset<R> {
         }
     }
 
-    fn date_dir(&self, interval: Interval, day_start: TimestampNs) -> PathBuf {
-        self.root
-            .join(format!("interval={interval}"))
-            .join(format!("date={}", date_of(day_start)))
+    fn date_dir(&self, interval: Option<Interval>, day_start: TimestampNs) -> PathBuf {
+        let base = match interval {
+            Some(iv) => self.root.join(format!("interval={iv}")),
+            None => self.root.clone(),
+        };
+        base.join(format!("date={}", date_of(day_start)))
     }
 
     fn path(&self, part: PartKey) -> PathBuf {
@@ -248,12 +288,18 @@ impl<R: LakeRecord> Dataset<R> {
         if !self.root.exists() {
             return Ok(done);
         }
-        for iv_dir in read_dirs(&self.root)? {
-            let Some(interval) =
-                dir_value(&iv_dir, "interval").and_then(|v| v.parse::<Interval>().ok())
-            else {
-                continue;
-            };
+        let groups: Vec<(Option<Interval>, PathBuf)> = if R::BY_INTERVAL {
+            read_dirs(&self.root)?
+                .into_iter()
+                .filter_map(|d| {
+                    let iv = dir_value(&d, "interval").and_then(|v| v.parse::<Interval>().ok())?;
+                    Some((Some(iv), d))
+                })
+                .collect()
+        } else {
+            vec![(None, self.root.clone())]
+        };
+        for (interval, iv_dir) in groups {
             for date_dir in read_dirs(&iv_dir)? {
                 let Some(day) = dir_value(&date_dir, "date").and_then(|d| parse_date(&d)) else {
                     continue;
@@ -297,8 +343,11 @@ impl<R: LakeRecord> Dataset<R> {
         Ok(done)
     }
 
-    fn read(&self, interval: Interval) -> Result<Vec<R>> {
-        let dir = self.root.join(format!("interval={interval}"));
+    fn read(&self, interval: Option<Interval>) -> Result<Vec<R>> {
+        let dir = match interval {
+            Some(iv) => self.root.join(format!("interval={iv}")),
+            None => self.root.clone(),
+        };
         let mut map = BTreeMap::new();
         let mut files = Vec::new();
         collect_parquet(&dir, &mut files)?;
@@ -317,6 +366,7 @@ pub struct Lake {
     root: PathBuf,
     bars: Dataset<Bar>,
     signals: Dataset<Signal>,
+    quotes: Dataset<Quote>,
 }
 
 impl Lake {
@@ -325,6 +375,7 @@ impl Lake {
         Lake {
             bars: Dataset::new(&root),
             signals: Dataset::new(&root),
+            quotes: Dataset::new(&root),
             root,
         }
     }
@@ -343,21 +394,32 @@ impl Lake {
         self.signals.write(signals)
     }
 
+    /// Merges raw quotes into their hour files (identical quotes are kept once).
+    pub fn write_quotes(&mut self, quotes: &[Quote]) -> Result<Vec<PathBuf>> {
+        self.quotes.write(quotes)
+    }
+
+    /// Every quote in the lake, sorted by (ts_event, venue, symbol, trade id).
+    pub fn read_quotes(&self) -> Result<Vec<Quote>> {
+        self.quotes.read(None)
+    }
+
     /// Compacts every day that ended before `before` into daily files.
     pub fn compact(&mut self, before: TimestampNs) -> Result<Vec<PathBuf>> {
         let mut done = self.bars.compact(before)?;
         done.extend(self.signals.compact(before)?);
+        done.extend(self.quotes.compact(before)?);
         Ok(done)
     }
 
     /// Every bar of an interval in the lake, sorted by (bucket_start, venue, symbol).
     pub fn read_bars(&self, interval: Interval) -> Result<Vec<Bar>> {
-        self.bars.read(interval)
+        self.bars.read(Some(interval))
     }
 
     /// Every signal of an interval, sorted by (bucket_start, venue, symbol, kind).
     pub fn read_signals(&self, interval: Interval) -> Result<Vec<Signal>> {
-        self.signals.read(interval)
+        self.signals.read(Some(interval))
     }
 }
 
@@ -450,7 +512,7 @@ pub(crate) fn write_batch(path: &Path, schema: SchemaRef, batch: &RecordBatch) -
     Ok(())
 }
 
-fn read_file<R: LakeRecord>(path: &Path, interval: Interval) -> Result<Vec<R>> {
+fn read_file<R: LakeRecord>(path: &Path, interval: Option<Interval>) -> Result<Vec<R>> {
     let mut out = Vec::new();
     for batch in read_batches(path)? {
         out.extend(R::from_batch(&batch, interval)?);
@@ -467,7 +529,7 @@ pub(crate) fn read_batches(path: &Path) -> Result<Vec<RecordBatch>> {
 
 /// Reads one bar file of the lake.
 pub fn read_bar_file(path: &Path, interval: Interval) -> Result<Vec<Bar>> {
-    read_file::<Bar>(path, interval)
+    read_file::<Bar>(path, Some(interval))
 }
 
 #[cfg(test)]
@@ -580,6 +642,40 @@ mod tests {
         let after = Lake::new(dir.path()).read_bars(Interval::M1).unwrap();
         assert_eq!(after.len(), 4);
         assert_eq!(after[1].close, 7.0);
+    }
+
+    #[test]
+    fn quotes_are_partitioned_by_date_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lake = Lake::new(dir.path());
+        let q = |t: i64, id: u64| Quote {
+            venue: Venue::Binance,
+            symbol: Symbol::new("BTC-USDT").unwrap(),
+            kind: pricestream_schemas::QuoteKind::Trade,
+            price: 100.0,
+            size: 1.0,
+            side: None,
+            trade_id: Some(id),
+            bid: None,
+            ask: None,
+            ts_event: DAY0 + t,
+            ts_ingest: DAY0 + t,
+        };
+        let w = lake.write_quotes(&[q(5, 2), q(1, 1)]).unwrap();
+        assert!(
+            w[0].ends_with("quotes/date=2025-11-21/quotes-2025-11-21T00.parquet"),
+            "{w:?}"
+        );
+        // a replayed quote is kept once
+        lake.write_quotes(&[q(1, 1), q(DAY_NS + 1, 3)]).unwrap();
+        let all = lake.read_quotes().unwrap();
+        assert_eq!(
+            all.iter().map(|q| q.trade_id.unwrap()).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        lake.compact(DAY0 + DAY_NS).unwrap();
+        assert_eq!(files(dir.path()).len(), 2);
+        assert_eq!(lake.read_quotes().unwrap(), all);
     }
 
     #[test]

@@ -90,6 +90,13 @@ def main() -> None:
         assert md.row_group(0).column(0).compression == "ZSTD"
         assert md.row_group(0).column(0).statistics is not None
 
+    # every trade of the run is in the quotes dataset, once
+    n_quotes = con.execute(
+        f"SELECT count(*), count(DISTINCT (symbol, trade_id)) FROM read_parquet('{lake}/quotes/**/*.parquet', hive_partitioning = true)"
+    ).fetchone()
+    assert n_quotes == (60000, 60000), n_quotes
+    print(f"ok quotes: {n_quotes[0]} trades, none lost or doubled")
+
     # signals are a dataset of their own
     sig = pl.scan_parquet(str(lake / "signals" / "**" / "*.parquet"), hive_partitioning=True).collect()
     assert sig.height > 0, "no signals in the lake"
