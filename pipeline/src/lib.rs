@@ -3,13 +3,15 @@
 
 pub mod dataflow;
 pub mod metrics;
+pub mod progress;
 pub mod sink;
 pub mod watermark;
 pub mod window;
 
 use serde::{Deserialize, Serialize};
 
-pub use dataflow::{run, Output, Record, SinkBatch, SourceFactory};
+pub use dataflow::{run, run_with_progress, Output, Record, SinkBatch, SourceFactory};
+pub use progress::{Progress, ProgressReport, Stall};
 
 /// Pipeline settings (section `[pipeline]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +27,9 @@ pub struct PipelineConfig {
     pub idle_timeout_ms: i64,
     /// Records read from the source per step.
     pub poll_batch: usize,
+    /// Readiness fails when quotes keep arriving but the watermark has not advanced for
+    /// this long, or when a worker has not polled its source for this long.
+    pub stall_timeout_ms: i64,
 }
 
 impl Default for PipelineConfig {
@@ -35,6 +40,7 @@ impl Default for PipelineConfig {
             allowed_lateness_ms: 60_000,
             idle_timeout_ms: 5_000,
             poll_batch: 4_096,
+            stall_timeout_ms: 30_000,
         }
     }
 }
