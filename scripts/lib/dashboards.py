@@ -59,11 +59,11 @@ def variable_query(var):
 _VAR = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)")
 
 
-def substitute(text, values, builtins, quote_sql=False):
+def substitute(text, values, builtins, quote_sql=False, multi=()):
     """Replaces $name, ${name} and ${name:format}. `values` maps a variable to a list of
-    values (multi-value variables render as Grafana does: a regex alternation for PromQL,
-    a quoted comma list for SQL); `builtins` maps $__names to their text. Unknown
-    variables are an error."""
+    values; variables named in `multi` (multi-value or "All") render as Grafana renders
+    them: a regex alternation for PromQL, a comma list of quoted strings for SQL.
+    `builtins` maps $__names to their text. Unknown variables are an error."""
 
     def repl(m):
         name = m.group(1) or m.group(3)
@@ -77,7 +77,7 @@ def substitute(text, values, builtins, quote_sql=False):
         vals = values[name]
         if fmt == "csv":
             return ",".join(vals)
-        if quote_sql and (len(vals) > 1 or fmt == "sqlstring"):
+        if quote_sql and (name in multi or fmt == "sqlstring"):
             return ",".join("'" + v.replace("'", "''") + "'" for v in vals)
         if len(vals) == 1:
             return vals[0]
