@@ -156,6 +156,9 @@ impl Config {
         if self.pipeline.idle_timeout_ms <= 0 {
             bail!("pipeline.idle_timeout_ms must be positive");
         }
+        if self.pipeline.stall_timeout_ms <= 0 {
+            bail!("pipeline.stall_timeout_ms must be positive");
+        }
         self.api
             .listen
             .parse::<std::net::SocketAddr>()

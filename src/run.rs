@@ -6,16 +6,18 @@
 use std::future::Future;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use pricestream_api::AppState;
+use pricestream_api::{AppState, PipelineHealth};
 use pricestream_bus::{InProcessBus, QuotePublisher, QuoteSource};
-use pricestream_pipeline::{sink, SinkBatch, SourceFactory};
-use pricestream_schemas::{Clock, SystemClock};
+use pricestream_pipeline::{sink, Progress, SinkBatch, SourceFactory};
+use pricestream_schemas::{Clock, IngestionRun, RunStatus, SystemClock};
 use pricestream_store::{Lake, Store};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::Config;
 
@@ -168,6 +170,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             store,
             metrics: Some(metrics),
             lake_dir: cfg.lake.enabled.then(|| cfg.lake_dir()),
+            pipeline: None,
         },
         stop.clone(),
         &fatal,
@@ -217,16 +220,19 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let workers = pipeline_cfg.resolved_workers();
     let stop_dataflow = Arc::new(AtomicBool::new(false));
     let profiles = pricestream_pipeline::SharedProfiles::default();
+    let progress = Arc::new(Progress::new(workers, clock.now_ns()));
     let pipeline = Task::spawn_blocking("pipeline", &fatal, {
         let stop = Arc::clone(&stop_dataflow);
         let profiles = Arc::clone(&profiles);
+        let progress = Arc::clone(&progress);
         move || {
-            Ok(pricestream_pipeline::run(
+            Ok(pricestream_pipeline::run_with_progress(
                 &pipeline_cfg,
                 factory,
                 sink_tx,
                 stop,
                 profiles,
+                progress,
             )?)
         }
     });
@@ -265,9 +271,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let api = start_api(
         &cfg,
         AppState {
-            store,
+            store: Arc::clone(&store),
             metrics: Some(metrics),
             lake_dir: cfg.lake.enabled.then(|| cfg.lake_dir()),
+            pipeline: Some(PipelineHealth {
+                progress,
+                stall_after: Duration::from_millis(
+                    u64::try_from(cfg.pipeline.stall_timeout_ms).unwrap_or(u64::MAX),
+                ),
+            }),
         },
         stop_api.clone(),
         &fatal,
@@ -285,9 +297,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             Arc::clone(&publisher),
             stop_sources.clone(),
         );
+        let store = Arc::clone(&store);
         set.spawn(async move {
-            let r = pricestream_connectors::synthetic::run(scfg, clock, publisher, stop).await;
-            ("synthetic", r.map_err(anyhow::Error::from))
+            let r = tracked_run("synthetic", store, Arc::clone(&clock), async move {
+                pricestream_connectors::synthetic::run(scfg, clock, publisher, stop)
+                    .await
+                    .map_err(anyhow::Error::from)
+            })
+            .await;
+            ("synthetic", r)
         });
     }
     drop(publisher);
@@ -374,6 +392,68 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs one connector as an ingestion run: a row in `ingestion_runs` (running, then
+/// completed or failed with its quote count), a `connector_run` span carrying the run id
+/// around everything the connector logs, and run metrics. A store error while recording
+/// the run is logged, not fatal: the quotes themselves do not depend on it.
+async fn tracked_run<F>(
+    connector: &'static str,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    fut: F,
+) -> anyhow::Result<u64>
+where
+    F: Future<Output = anyhow::Result<u64>>,
+{
+    use pricestream_connectors::metrics as cm;
+    let mut run = IngestionRun {
+        id: pricestream_schemas::ids::new_id(),
+        connector: connector.to_string(),
+        status: RunStatus::Running,
+        started_at: clock.now_ns(),
+        finished_at: None,
+        quotes: 0,
+        error: None,
+    };
+    let span = tracing::info_span!("connector_run", run_id = %run.id, connector);
+    async move {
+        if let Err(e) = store.upsert_run(&run).await {
+            tracing::warn!(error = %e, "cannot record the ingestion run start");
+        }
+        tracing::info!("ingestion run started");
+        metrics::gauge!(cm::RUNS_ACTIVE, "connector" => connector).increment(1.0);
+        let started = Instant::now();
+        let result = fut.await;
+        metrics::gauge!(cm::RUNS_ACTIVE, "connector" => connector).decrement(1.0);
+        metrics::histogram!(cm::RUN_SECONDS, "connector" => connector)
+            .record(started.elapsed().as_secs_f64());
+        run.finished_at = Some(clock.now_ns());
+        match &result {
+            Ok(n) => {
+                run.status = RunStatus::Completed;
+                run.quotes = *n;
+            }
+            Err(e) => {
+                run.status = RunStatus::Failed;
+                run.error = Some(format!("{e:#}"));
+            }
+        }
+        metrics::counter!(cm::RUNS, "connector" => connector, "status" => run.status.as_str())
+            .increment(1);
+        if let Err(e) = store.upsert_run(&run).await {
+            tracing::warn!(error = %e, "cannot record the ingestion run end");
+        }
+        tracing::info!(
+            status = run.status.as_str(),
+            quotes = run.quotes,
+            "ingestion run ended"
+        );
+        result
+    }
+    .instrument(span)
+    .await
 }
 
 fn redact(url: &str) -> String {

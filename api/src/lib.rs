@@ -2,13 +2,17 @@
 
 pub mod error;
 pub mod metrics;
+pub mod process;
 mod routes;
+pub mod trace;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use pricestream_pipeline::Progress;
 use pricestream_store::Store;
 
 pub use error::{ApiError, Result};
@@ -20,6 +24,17 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Root of the Parquet lake (for datasets served from it, e.g. seasonality).
     pub lake_dir: Option<std::path::PathBuf>,
+    /// The running pipeline's progress, when this process runs one (`run`, not `serve`).
+    pub pipeline: Option<PipelineHealth>,
+}
+
+/// What `/health/ready` checks of the pipeline.
+#[derive(Clone)]
+pub struct PipelineHealth {
+    pub progress: Arc<Progress>,
+    /// How long the watermark may stand still while quotes arrive (and a worker may go
+    /// without polling) before the process is not ready.
+    pub stall_after: Duration,
 }
 
 /// Settings of the API (section `[api]`).
@@ -55,6 +70,7 @@ pub fn router(state: AppState, cfg: &ApiConfig) -> Router {
         .route("/v1/seasonality", get(routes::seasonality))
         .fallback(routes::not_found)
         .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn(trace::request_span))
         .layer(axum::Extension(limits))
         .with_state(state)
 }

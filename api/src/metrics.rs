@@ -10,6 +10,14 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const REQUESTS: &str = "pricestream_api_requests_total";
 pub const REQUEST_SECONDS: &str = "pricestream_api_request_duration_seconds";
 
+// Process metrics, read from /proc/self at each render (see `process.rs`).
+pub const PROCESS_RESIDENT_MEMORY: &str = "pricestream_process_resident_memory_bytes";
+pub const PROCESS_CPU: &str = "pricestream_process_cpu_seconds_total";
+pub const PROCESS_OPEN_FDS: &str = "pricestream_process_open_fds";
+pub const PROCESS_MAX_FDS: &str = "pricestream_process_max_fds";
+pub const PROCESS_THREADS: &str = "pricestream_process_threads";
+pub const PROCESS_START_TIME: &str = "pricestream_process_start_time_seconds";
+
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -31,7 +39,7 @@ pub fn install_recorder() -> Result<PrometheusHandle, String> {
     metrics::describe_histogram!(
         REQUEST_SECONDS,
         metrics::Unit::Seconds,
-        "HTTP request latency, by matched route"
+        "HTTP request latency, by matched route and status"
     );
     Ok(handle)
 }
@@ -47,8 +55,9 @@ pub async fn track(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
-    metrics::counter!(REQUESTS, "route" => route.clone(), "method" => method, "status" => status)
+    metrics::counter!(REQUESTS, "route" => route.clone(), "method" => method, "status" => status.clone())
         .increment(1);
-    metrics::histogram!(REQUEST_SECONDS, "route" => route).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(REQUEST_SECONDS, "route" => route, "status" => status)
+        .record(started.elapsed().as_secs_f64());
     resp
 }

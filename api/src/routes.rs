@@ -7,11 +7,12 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use pricestream_schemas::time::{parse_time, to_rfc3339};
-use pricestream_schemas::{Bar, Interval, Symbol, Venue};
+use pricestream_schemas::{Bar, Clock, Interval, Symbol, SystemClock, Venue};
 use pricestream_store::BarQuery;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::process::ProcessSample;
 use crate::{ApiError, AppState, Result};
 
 #[derive(Debug, Clone, Copy)]
@@ -23,15 +24,29 @@ pub async fn live() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// Ready when the store answers a real query and, in a process that runs the pipeline,
+/// the pipeline makes progress (see `pricestream_pipeline::progress`).
 pub async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>> {
     state
         .store
         .ping()
         .await
         .map_err(|e| ApiError::Unavailable(format!("store: {e}")))?;
-    Ok(Json(
-        json!({ "status": "ready", "checks": { "store": "ok" } }),
-    ))
+    let mut checks = json!({ "store": "ok" });
+    if let Some(p) = &state.pipeline {
+        let stall_after = i64::try_from(p.stall_after.as_nanos()).unwrap_or(i64::MAX);
+        let report = p
+            .progress
+            .check(SystemClock.now_ns(), stall_after)
+            .map_err(|stall| ApiError::Unavailable(format!("pipeline: {stall}")))?;
+        checks["pipeline"] = json!({
+            "status": if report.finished { "finished" } else { "ok" },
+            "watermark": report.watermark.map(to_rfc3339),
+            "watermark_unchanged_secs": report.watermark_unchanged_secs,
+            "last_quote_secs": report.last_quote_secs,
+        });
+    }
+    Ok(Json(json!({ "status": "ready", "checks": checks })))
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
@@ -41,7 +56,14 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
                 header::CONTENT_TYPE,
                 "text/plain; version=0.0.4; charset=utf-8",
             )],
-            h.render(),
+            {
+                let mut text = h.render();
+                if !text.is_empty() && !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                ProcessSample::read().render(&mut text);
+                text
+            },
         )
             .into_response(),
         None => ApiError::NotFound("metrics are not enabled".into()).into_response(),

@@ -21,6 +21,7 @@ use timely::dataflow::{InputHandle, ProbeHandle};
 use tokio::sync::mpsc;
 
 use crate::metrics as m;
+use crate::progress::Progress;
 use crate::rollups::{self, RollupAdmit, RollupLevel};
 use crate::signals::{SharedProfiles, SignalStage};
 use crate::watermark::{SharedProgress, WatermarkTracker};
@@ -62,6 +63,9 @@ pub struct SinkBatch {
     pub signals: Vec<Signal>,
     pub quotes: Vec<Quote>,
     pub dead: Vec<DeadLetter>,
+    /// When the batch's first output left the window operator (processing time, read by
+    /// the sink glue, never by window code): the start of the window-close → sink latency.
+    pub emitted_at: Option<Instant>,
 }
 
 /// Creates the quote source of worker `index` of `peers`.
@@ -91,6 +95,20 @@ pub fn run(
     stop: Arc<AtomicBool>,
     profiles: SharedProfiles,
 ) -> Result<()> {
+    let progress = Arc::new(Progress::new(cfg.resolved_workers(), now_ns()));
+    run_with_progress(cfg, sources, sink, stop, profiles, progress)
+}
+
+/// [`run`], recording the dataflow's progress into `progress` (made for
+/// `cfg.resolved_workers()` workers) for readiness checks.
+pub fn run_with_progress(
+    cfg: &PipelineConfig,
+    sources: SourceFactory,
+    sink: mpsc::Sender<SinkBatch>,
+    stop: Arc<AtomicBool>,
+    profiles: SharedProfiles,
+    progress: Arc<Progress>,
+) -> Result<()> {
     let workers = cfg.resolved_workers();
     let delay = cfg.max_out_of_orderness_ms.saturating_mul(1_000_000);
     let lateness = cfg.allowed_lateness_ms.saturating_mul(1_000_000);
@@ -107,6 +125,7 @@ pub fn run(
         let mut input: InputHandle<u64, _> = InputHandle::new();
         let probe = ProbeHandle::new();
         let sink = sink.clone();
+        let progress = Arc::clone(&progress);
         let sink_done = Rc::new(Cell::new(false));
         let sink_done_w = Rc::clone(&sink_done);
         let mut pending = SinkBatch { worker: index, ..Default::default() };
@@ -275,6 +294,9 @@ pub fn run(
                 .probe_with(&probe)
                 .sink(Pipeline, "Sink", move |(input, frontier)| {
                     input.for_each_stamp(|_cap, data| {
+                        if pending.emitted_at.is_none() {
+                            pending.emitted_at = Some(Instant::now());
+                        }
                         for batch in data {
                             for o in batch.drain(..) {
                                 match o {
@@ -349,10 +371,16 @@ pub fn run(
             }
             if got > 0 {
                 metrics::counter!(m::QUOTES_INGESTED).increment(got as u64);
+                progress.quotes_read(index, now);
+            } else {
+                progress.heartbeat(index, now);
             }
             let w = to_time(wm.advance(now, &shared));
             if w > *input.time() {
                 input.advance_to(w);
+            }
+            if let Some(f) = probe.with_frontier(|f| f.first().copied()) {
+                progress.observe_frontier(to_ts(f), now);
             }
             if index == 0 && last_metrics.elapsed() >= Duration::from_millis(500) {
                 last_metrics = Instant::now();
@@ -371,6 +399,7 @@ pub fn run(
                 worker.step();
             }
         }
+        progress.finish(index);
         drop(input);
         while !probe.done() || !sink_done.get() {
             worker.step_or_park(Some(Duration::from_millis(1)));

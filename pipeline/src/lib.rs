@@ -3,6 +3,7 @@
 
 pub mod dataflow;
 pub mod metrics;
+pub mod progress;
 pub mod rollups;
 pub mod signals;
 pub mod sink;
@@ -15,7 +16,8 @@ use pricestream_analytics::SignalParams;
 use pricestream_schemas::Interval;
 use serde::{Deserialize, Serialize};
 
-pub use dataflow::{run, Output, Record, SinkBatch, SourceFactory};
+pub use dataflow::{run, run_with_progress, Output, Record, SinkBatch, SourceFactory};
+pub use progress::{Progress, ProgressReport, Stall};
 pub use signals::SharedProfiles;
 
 /// Pipeline settings (section `[pipeline]`).
@@ -42,6 +44,9 @@ pub struct PipelineConfig {
     /// `lake.quotes`, not configured here.
     #[serde(skip)]
     pub keep_quotes: bool,
+    /// Readiness fails when quotes keep arriving but the watermark has not advanced for
+    /// this long, or when a worker has not polled its source for this long.
+    pub stall_timeout_ms: i64,
 }
 
 impl Default for PipelineConfig {
@@ -59,6 +64,7 @@ impl Default for PipelineConfig {
                 .collect(),
             seasonal: signals::SeasonalParams::default(),
             keep_quotes: true,
+            stall_timeout_ms: 30_000,
         }
     }
 }

@@ -13,8 +13,36 @@ pub const SINK_ROWS_WRITTEN: &str = "pricestream_sink_rows_written_total";
 pub const SINK_RETRIES: &str = "pricestream_sink_retries_total";
 pub const SIGNALS_EMITTED: &str = "pricestream_pipeline_signals_emitted_total";
 pub const DEAD_LETTERS: &str = "pricestream_pipeline_dead_letters_total";
+/// Window close (the bar leaves the window operator) → the bar is durable in a sink.
+pub const BAR_SINK_LATENCY: &str = "pricestream_pipeline_bar_sink_latency_seconds";
 
-/// Registers descriptions so `/metrics` carries HELP lines.
+/// The bounded set of dead-letter and rejection reasons (label `reason`); anything else is
+/// counted as `other`.
+pub const REASONS: [&str; 7] = [
+    "late",
+    "malformed",
+    "schema",
+    "invalid_price",
+    "bad_timestamp",
+    "unsupported_version",
+    "other",
+];
+
+/// Keeps the `reason` label set bounded.
+pub fn reason_label(reason: &str) -> &'static str {
+    REASONS
+        .iter()
+        .copied()
+        .find(|r| *r == reason)
+        .unwrap_or("other")
+}
+
+/// The sinks (label `sink`).
+pub const SINKS: [&str; 3] = ["store", "lake", "dlq"];
+
+/// Registers descriptions so `/metrics` carries HELP lines, and creates the counters of
+/// the bounded label sets at zero, so a rate over them exists before the first event
+/// (an absent series and a zero rate look different on a dashboard and in alerts).
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(QUOTES_INGESTED, Unit::Count, "Quotes read by the pipeline");
@@ -65,4 +93,23 @@ pub fn describe() {
         Unit::Count,
         "Messages stored in the dead-letter queue, by reason"
     );
+    describe_histogram!(
+        BAR_SINK_LATENCY,
+        Unit::Seconds,
+        "Time from a bar's emission by the window operator to its durable write, by sink"
+    );
+
+    metrics::counter!(LATE_EVENTS).increment(0);
+    metrics::counter!(BAR_REVISIONS).increment(0);
+    metrics::counter!(QUOTES_INGESTED).increment(0);
+    metrics::counter!(BARS_EMITTED, "interval" => "1m").increment(0);
+    for reason in REASONS {
+        metrics::counter!(DEAD_LETTERS, "reason" => reason).increment(0);
+        if reason != "late" {
+            metrics::counter!(QUOTES_REJECTED, "reason" => reason).increment(0);
+        }
+    }
+    for sink in SINKS {
+        metrics::counter!(SINK_RETRIES, "sink" => sink).increment(0);
+    }
 }

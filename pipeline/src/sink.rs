@@ -122,6 +122,7 @@ pub async fn run_sink(
             })
             .await?;
             record("store", bars.len(), started);
+            record_latency("store", bars.len(), batch.emitted_at);
             let started = Instant::now();
             let for_lake = Arc::clone(&bars);
             if with_lake(&mut lake, move |l| l.write_bars(&for_lake))
@@ -129,6 +130,7 @@ pub async fn run_sink(
                 .is_some()
             {
                 record("lake", bars.len(), started);
+                record_latency("lake", bars.len(), batch.emitted_at);
             }
             stats.bars += bars.len() as u64;
         }
@@ -146,7 +148,7 @@ pub async fn run_sink(
         }
         if !batch.dead.is_empty() {
             for d in &batch.dead {
-                metrics::counter!(m::DEAD_LETTERS, "reason" => reason_label(&d.reason))
+                metrics::counter!(m::DEAD_LETTERS, "reason" => m::reason_label(&d.reason))
                     .increment(1);
             }
             let dead = Arc::new(batch.dead);
@@ -231,15 +233,10 @@ fn record(sink: &'static str, rows: usize, started: Instant) {
     metrics::counter!(m::SINK_ROWS_WRITTEN, "sink" => sink).increment(rows as u64);
 }
 
-/// Keeps the `reason` label set bounded.
-fn reason_label(reason: &str) -> &'static str {
-    match reason {
-        "late" => "late",
-        "malformed" => "malformed",
-        "schema" => "schema",
-        "invalid_price" => "invalid_price",
-        "bad_timestamp" => "bad_timestamp",
-        "unsupported_version" => "unsupported_version",
-        _ => "other",
+/// Window close → durable: one observation per bar, all bars of a batch share its time.
+fn record_latency(sink: &'static str, bars: usize, emitted_at: Option<Instant>) {
+    if let Some(at) = emitted_at {
+        metrics::histogram!(m::BAR_SINK_LATENCY, "sink" => sink)
+            .record_many(at.elapsed().as_secs_f64(), bars);
     }
 }

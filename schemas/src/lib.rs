@@ -5,6 +5,7 @@ pub mod arrow;
 pub mod codec;
 pub mod error;
 pub mod events;
+pub mod ids;
 pub mod market;
 pub mod time;
 
