@@ -97,6 +97,28 @@ def main() -> None:
     assert n_quotes == (60000, 60000), n_quotes
     print(f"ok quotes: {n_quotes[0]} trades, none lost or doubled")
 
+    # seasonality profiles (written by `pricestream analytics seasonality`) equal the same
+    # statistics computed by polars over the lake's 1h bars
+    season_file = lake / "seasonality" / "seasonality.parquet"
+    if season_file.exists():
+        bars_1h = (pl.scan_parquet(bars_glob, hive_partitioning=True)
+                   .filter(pl.col("interval") == "1h")
+                   .with_columns((pl.col("close") / pl.col("open")).log().alias("r"))
+                   .collect())
+        by_hour = (bars_1h.with_columns(pl.col("bucket_start").dt.hour().alias("bucket"))
+                   .group_by(["venue", "symbol", "bucket"])
+                   .agg(pl.len().alias("n"), pl.col("r").mean().alias("mean"),
+                        pl.col("r").std(ddof=0).alias("sd"), pl.col("r").abs().mean().alias("mabs")))
+        ours = pl.read_parquet(season_file).filter(pl.col("season") == "hour_of_day")
+        joined = ours.with_columns(pl.col("bucket").cast(pl.Int8)).join(
+            by_hour.with_columns(pl.col("bucket").cast(pl.Int8)), on=["venue", "symbol", "bucket"], how="full")
+        assert joined.height == ours.height == by_hour.height > 0, (ours.height, by_hour.height)
+        for row in joined.iter_rows(named=True):
+            assert row["count"] == row["n"], row
+            for a, b in [("mean_return", "mean"), ("stdev_return", "sd"), ("mean_abs_return", "mabs")]:
+                assert abs(row[a] - row[b]) <= 1e-9 * max(abs(row[b]), 1e-12) + 1e-15, (a, row)
+        print(f"ok seasonality: {ours.height} hour-of-day rows equal polars' aggregation")
+
     # signals are a dataset of their own
     sig = pl.scan_parquet(str(lake / "signals" / "**" / "*.parquet"), hive_partitioning=True).collect()
     assert sig.height > 0, "no signals in the lake"
