@@ -8,4 +8,4 @@ pub mod signals;
 
 pub use ohlcv::OhlcvAcc;
 pub use rollup::rollup;
-pub use signals::{batch_signals, SignalEngine, SignalParams};
+pub use signals::{batch_signals, MaKind, SignalEngine, SignalParams};

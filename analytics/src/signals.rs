@@ -5,12 +5,24 @@ use serde::{Deserialize, Serialize};
 
 use pricestream_schemas::{Bar, Signal, SignalKind};
 
-use crate::indicators::{batch, Cross, CrossDetector, RollingStats, Rsi, Sma};
+use crate::indicators::{batch, Cross, CrossDetector, Ema, RollingStats, Rsi, Sma};
+
+/// The moving average the crossover rule compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaKind {
+    #[default]
+    Sma,
+    Ema,
+}
 
 /// Parameters of the signal rules (per interval in configuration).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SignalParams {
+    /// Moving average of the crossover rule: `sma` or `ema`.
+    pub ma: MaKind,
+    /// Periods of the fast and slow moving averages.
     pub sma_fast: usize,
     pub sma_slow: usize,
     pub zscore_window: usize,
@@ -24,6 +36,7 @@ pub struct SignalParams {
 impl Default for SignalParams {
     fn default() -> Self {
         SignalParams {
+            ma: MaKind::Sma,
             sma_fast: 10,
             sma_slow: 30,
             zscore_window: 20,
@@ -90,12 +103,35 @@ fn signal(bar: &Bar, kind: SignalKind, value: f64) -> Signal {
     }
 }
 
+/// A moving average of either kind.
+#[derive(Debug, Clone)]
+enum Ma {
+    Sma(Sma),
+    Ema(Ema),
+}
+
+impl Ma {
+    fn new(kind: MaKind, period: usize) -> Self {
+        match kind {
+            MaKind::Sma => Ma::Sma(Sma::new(period)),
+            MaKind::Ema => Ma::Ema(Ema::new(period)),
+        }
+    }
+
+    fn update(&mut self, x: f64) -> Option<f64> {
+        match self {
+            Ma::Sma(m) => m.update(x),
+            Ma::Ema(m) => m.update(x),
+        }
+    }
+}
+
 /// Streaming signal state of one series (venue, symbol, interval).
 #[derive(Debug, Clone)]
 pub struct SignalEngine {
     params: SignalParams,
-    fast: Sma,
-    slow: Sma,
+    fast: Ma,
+    slow: Ma,
     cross: CrossDetector,
     stats: RollingStats,
     rsi: Rsi,
@@ -106,8 +142,8 @@ pub struct SignalEngine {
 impl SignalEngine {
     pub fn new(params: SignalParams) -> Self {
         SignalEngine {
-            fast: Sma::new(params.sma_fast),
-            slow: Sma::new(params.sma_slow),
+            fast: Ma::new(params.ma, params.sma_fast),
+            slow: Ma::new(params.ma, params.sma_slow),
             cross: CrossDetector::default(),
             stats: RollingStats::new(params.zscore_window),
             rsi: Rsi::new(params.rsi_period),
@@ -144,8 +180,11 @@ impl SignalEngine {
 /// The same rules over a whole series at once, from the batch indicator definitions.
 pub fn batch_signals(bars: &[Bar], params: &SignalParams) -> Vec<Signal> {
     let closes: Vec<f64> = bars.iter().map(|b| b.close).collect();
-    let fast = batch::sma(&closes, params.sma_fast.max(1));
-    let slow = batch::sma(&closes, params.sma_slow.max(1));
+    let ma = |n: usize| match params.ma {
+        MaKind::Sma => batch::sma(&closes, n.max(1)),
+        MaKind::Ema => batch::ema(&closes, n.max(1)),
+    };
+    let (fast, slow) = (ma(params.sma_fast), ma(params.sma_slow));
     let stats = batch::rolling_stats(&closes, params.zscore_window.max(1));
     let rsi = batch::rsi(&closes, params.rsi_period.max(1));
     let spread: Vec<Option<f64>> = fast
@@ -228,11 +267,13 @@ mod tests {
             let mut price = 100.0;
             let closes: Vec<f64> = steps.iter().map(|s| { price *= 1.0 + s * 0.02; price }).collect();
             let series = bars(&closes);
-            let params = SignalParams { sma_fast: 3, sma_slow: 8, zscore_window: 10, rsi_period: 5, ..SignalParams::default() };
-            let mut engine = SignalEngine::new(params.clone());
-            let streamed: Vec<Signal> = series.iter().flat_map(|b| engine.on_bar(b)).collect();
-            let batch = batch_signals(&series, &params);
-            prop_assert!(same(&streamed, &batch), "stream {:?}\nbatch {:?}", streamed, batch);
+            for ma in [MaKind::Sma, MaKind::Ema] {
+                let params = SignalParams { ma, sma_fast: 3, sma_slow: 8, zscore_window: 10, rsi_period: 5, ..SignalParams::default() };
+                let mut engine = SignalEngine::new(params.clone());
+                let streamed: Vec<Signal> = series.iter().flat_map(|b| engine.on_bar(b)).collect();
+                let batch = batch_signals(&series, &params);
+                prop_assert!(same(&streamed, &batch), "{:?}: stream {:?}\nbatch {:?}", ma, streamed, batch);
+            }
         }
     }
 
