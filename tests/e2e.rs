@@ -49,6 +49,40 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// GET with an Accept header; returns the raw body bytes (de-chunked).
+fn get_bytes(port: u16, path: &str, accept: &str) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains("content-type: application/vnd.apache.arrow.stream"),
+        "{head}"
+    );
+    let mut body = &raw[split + 4..];
+    if !head.contains("transfer-encoding: chunked") {
+        return body.to_vec();
+    }
+    let mut out = Vec::new();
+    loop {
+        let eol = body.windows(2).position(|w| w == b"\r\n").unwrap();
+        let n =
+            usize::from_str_radix(std::str::from_utf8(&body[..eol]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&body[eol + 2..eol + 2 + n]);
+        body = &body[eol + 4 + n..];
+    }
+}
+
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
@@ -311,6 +345,47 @@ fn embedded_run_serves_and_lands_the_same_bars() {
     assert_eq!(status, 400);
     let (status, _) = get(port, "/v1/nope").unwrap();
     assert_eq!(status, 404);
+
+    // CSV and Arrow IPC carry the same bars; pages follow each other without overlap
+    let (status, csv) = get(port, "/v1/ohlcv?symbol=BTC-USDT&from=0&limit=3&format=csv").unwrap();
+    assert_eq!(status, 200);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(
+        lines[0].starts_with("time,venue,symbol,interval,bucket_start,open"),
+        "{csv}"
+    );
+    assert_eq!(lines.len(), 4);
+    let (_, page1) = get(port, "/v1/ohlcv?symbol=BTC-USDT&from=0&limit=2").unwrap();
+    let page1: Value = serde_json::from_str(&page1).unwrap();
+    let next = page1["next_from"].as_str().unwrap();
+    let (_, page2) = get(
+        port,
+        &format!("/v1/ohlcv?symbol=BTC-USDT&from={next}&limit=2"),
+    )
+    .unwrap();
+    let page2: Value = serde_json::from_str(&page2).unwrap();
+    let t = |p: &Value, i: usize| p["bars"][i]["bucket_start"].as_i64().unwrap();
+    assert!(t(&page1, 1) < t(&page2, 0), "pages overlap");
+    assert_eq!(
+        t(&page2, 0) - t(&page1, 1),
+        60_000_000_000,
+        "a bar was skipped between pages"
+    );
+    assert_eq!(
+        lines[3].split(',').nth(4).unwrap().parse::<i64>().unwrap(),
+        t(&page2, 0)
+    );
+    let arrow = get_bytes(
+        port,
+        "/v1/ohlcv?symbol=BTC-USDT&from=0&limit=3",
+        "application/vnd.apache.arrow.stream",
+    );
+    let reader =
+        arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(arrow), None).unwrap();
+    let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(rows, 3);
+    let (status, _) = get(port, "/v1/ohlcv?symbol=BTC-USDT&format=xml").unwrap();
+    assert_eq!(status, 400);
 
     // metrics carry the pipeline's counters
     let (status, metrics) = get(port, "/metrics").unwrap();

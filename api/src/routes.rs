@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use pricestream_schemas::time::{parse_time, to_rfc3339};
@@ -114,11 +114,90 @@ fn parse_ts(q: &HashMap<String, String>, name: &str) -> Result<Option<i64>> {
     }
 }
 
-const KNOWN_OHLCV_PARAMS: [&str; 6] = ["symbol", "venue", "interval", "from", "to", "limit"];
+const KNOWN_OHLCV_PARAMS: [&str; 7] = [
+    "symbol", "venue", "interval", "from", "to", "limit", "format",
+];
+
+/// Response formats of history endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Csv,
+    Arrow,
+}
+
+const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+/// `format=` wins over the `Accept` header; JSON is the default.
+fn format(q: &HashMap<String, String>, headers: &HeaderMap) -> Result<Format> {
+    match param(q, "format") {
+        Some("json") => return Ok(Format::Json),
+        Some("csv") => return Ok(Format::Csv),
+        Some("arrow") => return Ok(Format::Arrow),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "format {other:?} is not one of json, csv, arrow"
+            )))
+        }
+        None => {}
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    Ok(if accept.contains(ARROW_STREAM) {
+        Format::Arrow
+    } else if accept.contains("text/csv") {
+        Format::Csv
+    } else {
+        Format::Json
+    })
+}
+
+fn bars_csv(bars: &[Bar]) -> String {
+    let mut out = String::from(
+        "time,venue,symbol,interval,bucket_start,open,high,low,close,volume,notional,vwap,trade_count,revision\n",
+    );
+    for b in bars {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            to_rfc3339(b.bucket_start),
+            b.venue,
+            b.symbol,
+            b.interval,
+            b.bucket_start,
+            b.open,
+            b.high,
+            b.low,
+            b.close,
+            b.volume,
+            b.notional,
+            b.vwap,
+            b.trade_count,
+            b.revision
+        ));
+    }
+    out
+}
+
+fn bars_arrow(bars: &[Bar]) -> Result<Vec<u8>> {
+    let batch = pricestream_schemas::arrow::bars_to_batch(bars, true)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut buf = Vec::new();
+    {
+        let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut buf, &batch.schema())
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        w.write(&batch)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        w.finish().map_err(|e| ApiError::Internal(e.to_string()))?;
+    }
+    Ok(buf)
+}
 
 pub async fn ohlcv(
     State(state): State<AppState>,
     Extension(limits): Extension<Limits>,
+    headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response> {
     if let Some(unknown) = q.keys().find(|k| !KNOWN_OHLCV_PARAMS.contains(&k.as_str())) {
@@ -168,7 +247,38 @@ pub async fn ohlcv(
         // without `from`, the latest `limit` bars before `to`
         tail: from.is_none(),
     };
+    let fmt = format(&q, &headers)?;
     let bars = state.store.query_bars(&query).await?;
+    // the next page starts right after the last bar (ascending pages only)
+    let next = (from.is_some() && bars.len() == limit as usize)
+        .then(|| bars.last().map(|b| b.bucket_start + 1))
+        .flatten();
+    match fmt {
+        Format::Csv => {
+            let mut resp = (
+                [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+                bars_csv(&bars),
+            )
+                .into_response();
+            if let Some(n) = next {
+                if let Ok(v) = to_rfc3339(n).parse() {
+                    resp.headers_mut().insert("x-next-from", v);
+                }
+            }
+            return Ok(resp);
+        }
+        Format::Arrow => {
+            let mut resp =
+                ([(header::CONTENT_TYPE, ARROW_STREAM)], bars_arrow(&bars)?).into_response();
+            if let Some(n) = next {
+                if let Ok(v) = to_rfc3339(n).parse() {
+                    resp.headers_mut().insert("x-next-from", v);
+                }
+            }
+            return Ok(resp);
+        }
+        Format::Json => {}
+    }
     let views: Vec<BarView<'_>> = bars
         .iter()
         .map(|b| BarView {
@@ -183,6 +293,7 @@ pub async fn ohlcv(
             "interval": interval,
             "count": views.len(),
             "bars": views,
+            "next_from": next.map(to_rfc3339),
         })),
     )
         .into_response())
