@@ -317,19 +317,6 @@ pub fn signal_schema(with_interval: bool) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-fn signal_kind_str(k: SignalKind) -> &'static str {
-    match k {
-        SignalKind::GoldenCross => "golden_cross",
-        SignalKind::DeathCross => "death_cross",
-        SignalKind::MeanReversionHigh => "mean_reversion_high",
-        SignalKind::MeanReversionLow => "mean_reversion_low",
-        SignalKind::BandReturn => "band_return",
-        SignalKind::RsiOverbought => "rsi_overbought",
-        SignalKind::RsiOversold => "rsi_oversold",
-        SignalKind::SeasonalDeviation => "seasonal_deviation",
-    }
-}
-
 /// Encodes signals as a record batch.
 pub fn signals_to_batch(signals: &[Signal], with_interval: bool) -> Result<RecordBatch> {
     let mut cols: Vec<ArrayRef> = vec![
@@ -340,7 +327,7 @@ pub fn signals_to_batch(signals: &[Signal], with_interval: bool) -> Result<Recor
         cols.push(str_col(signals.iter().map(|s| s.interval.as_str())));
     }
     cols.extend([
-        str_col(signals.iter().map(|s| signal_kind_str(s.kind))),
+        str_col(signals.iter().map(|s| s.kind.as_str())),
         ts_col(signals.iter().map(|s| s.bucket_start)),
         f64_col(signals.iter().map(|s| s.value)),
         ts_col(signals.iter().map(|s| s.ts_event)),
@@ -383,8 +370,7 @@ pub fn signals_from_batch(batch: &RecordBatch, interval: Option<Interval>) -> Re
                 })
             }
         };
-        let kind: SignalKind =
-            serde_json::from_value(serde_json::Value::String(kind.value(i).to_string()))?;
+        let kind: SignalKind = kind.value(i).parse()?;
         out.push(Signal {
             venue: venue.value(i).parse()?,
             symbol: Symbol::new(symbol.value(i))?,

@@ -165,6 +165,46 @@ pub enum SignalKind {
     SeasonalDeviation,
 }
 
+impl SignalKind {
+    pub const ALL: [SignalKind; 8] = [
+        SignalKind::GoldenCross,
+        SignalKind::DeathCross,
+        SignalKind::MeanReversionHigh,
+        SignalKind::MeanReversionLow,
+        SignalKind::BandReturn,
+        SignalKind::RsiOverbought,
+        SignalKind::RsiOversold,
+        SignalKind::SeasonalDeviation,
+    ];
+
+    /// The wire name (as in JSON, the lake and the stores).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignalKind::GoldenCross => "golden_cross",
+            SignalKind::DeathCross => "death_cross",
+            SignalKind::MeanReversionHigh => "mean_reversion_high",
+            SignalKind::MeanReversionLow => "mean_reversion_low",
+            SignalKind::BandReturn => "band_return",
+            SignalKind::RsiOverbought => "rsi_overbought",
+            SignalKind::RsiOversold => "rsi_oversold",
+            SignalKind::SeasonalDeviation => "seasonal_deviation",
+        }
+    }
+}
+
+impl std::str::FromStr for SignalKind {
+    type Err = SchemaError;
+    fn from_str(s: &str) -> Result<Self> {
+        SignalKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| SchemaError::Invalid {
+                field: "kind",
+                message: format!("unknown signal kind {s:?}"),
+            })
+    }
+}
+
 /// A signal computed from bars: the payload of topic `signals.v1`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Signal {
@@ -245,6 +285,18 @@ mod tests {
             ts_event: 1_000,
             ts_ingest: 2_000,
         }
+    }
+
+    #[test]
+    fn signal_kind_names_are_the_wire_names() {
+        for k in SignalKind::ALL {
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", k.as_str())
+            );
+            assert_eq!(k.as_str().parse::<SignalKind>().unwrap(), k);
+        }
+        assert!("nope".parse::<SignalKind>().is_err());
     }
 
     #[test]
