@@ -142,6 +142,22 @@ fn strings<'a>(batch: &'a RecordBatch, name: &'static str) -> Result<&'a arrow_a
         .ok_or_else(|| bad_type(name))
 }
 
+/// The interval of row `i`: from the batch's `interval` column, else the one given.
+fn interval_at(
+    column: Option<&arrow_array::StringArray>,
+    given: Option<Interval>,
+    i: usize,
+) -> Result<Interval> {
+    match (column, given) {
+        (Some(col), _) => col.value(i).parse(),
+        (None, Some(iv)) => Ok(iv),
+        (None, None) => Err(SchemaError::Invalid {
+            field: "interval",
+            message: "batch has no interval column and none was given".into(),
+        }),
+    }
+}
+
 /// Decodes bars from a record batch. `interval` is used when the batch has no
 /// `interval` column (lake files, where it is a partition key).
 pub fn bars_from_batch(batch: &RecordBatch, interval: Option<Interval>) -> Result<Vec<Bar>> {
@@ -174,16 +190,7 @@ pub fn bars_from_batch(batch: &RecordBatch, interval: Option<Interval>) -> Resul
     );
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
-        let interval = match (intervals, interval) {
-            (Some(col), _) => col.value(i).parse()?,
-            (None, Some(iv)) => iv,
-            (None, None) => {
-                return Err(SchemaError::Invalid {
-                    field: "interval",
-                    message: "batch has no interval column and none was given".into(),
-                })
-            }
-        };
+        let interval = interval_at(intervals, interval, i)?;
         out.push(Bar {
             venue: venue.value(i).parse()?,
             symbol: Symbol::new(symbol.value(i))?,
@@ -360,16 +367,7 @@ pub fn signals_from_batch(batch: &RecordBatch, interval: Option<Interval>) -> Re
     );
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
-        let interval = match (intervals, interval) {
-            (Some(col), _) => col.value(i).parse()?,
-            (None, Some(iv)) => iv,
-            (None, None) => {
-                return Err(SchemaError::Invalid {
-                    field: "interval",
-                    message: "batch has no interval column and none was given".into(),
-                })
-            }
-        };
+        let interval = interval_at(intervals, interval, i)?;
         let kind: SignalKind = kind.value(i).parse()?;
         out.push(Signal {
             venue: venue.value(i).parse()?,
