@@ -41,9 +41,11 @@ fn ceil_us(ns: TimestampNs) -> i64 {
     ns.div_euclid(1000) + i64::from(ns.rem_euclid(1000) != 0)
 }
 
-/// `timestamptz` column to nanoseconds (exact: `extract` returns numeric).
+/// `timestamptz` column to nanoseconds. `date_part` is a float8 of seconds: for any time
+/// before year 2255 its error is under 0.5 µs, so rounding to whole microseconds is exact
+/// (and much cheaper than numeric `extract`).
 fn ns_from_ts(col: &str) -> String {
-    format!("((extract(epoch FROM {col}) * 1000000)::int8 * 1000)")
+    format!("((date_part('epoch', {col}) * 1000000)::int8 * 1000)")
 }
 
 /// PostgreSQL implementation of [`Store`].

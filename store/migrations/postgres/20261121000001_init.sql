@@ -4,10 +4,11 @@
 
 -- Bars: natural key (venue, symbol, interval, bucket_start); a higher revision replaces a
 -- lower one. The key's column order serves the API's range scans (symbol, interval, time).
+-- Key text columns use the "C" collation: byte order, the cheapest comparison.
 CREATE TABLE IF NOT EXISTS bars (
-    venue        TEXT             NOT NULL,
-    symbol       TEXT             NOT NULL,
-    interval     TEXT             NOT NULL,
+    venue        TEXT COLLATE "C" NOT NULL,
+    symbol       TEXT COLLATE "C" NOT NULL,
+    interval     TEXT COLLATE "C" NOT NULL,
     bucket_start TIMESTAMPTZ      NOT NULL,
     open         DOUBLE PRECISION NOT NULL,
     high         DOUBLE PRECISION NOT NULL,

@@ -3,12 +3,13 @@
 
 -- Raw quotes. ts_event is the exchange time truncated to microseconds (the time column);
 -- ts_event_ns is the exact value. Natural key: (venue, symbol, kind, ts_event_ns, trade_id),
--- with ts_event in the index because a hypertable's unique indexes must contain it.
+-- with ts_event in the index because a hypertable's unique indexes must contain it. Time
+-- leads the index: quotes arrive in time order, so inserts append at its right edge.
 -- trade_id holds the u64 id's bits (ids above 2^63 read back as negative numbers here).
 CREATE TABLE IF NOT EXISTS quotes (
-    venue       TEXT             NOT NULL,
-    symbol      TEXT             NOT NULL,
-    kind        TEXT             NOT NULL CHECK (kind IN ('trade', 'ticker')),
+    venue       TEXT COLLATE "C" NOT NULL,
+    symbol      TEXT COLLATE "C" NOT NULL,
+    kind        TEXT COLLATE "C" NOT NULL CHECK (kind IN ('trade', 'ticker')),
     price       DOUBLE PRECISION NOT NULL,
     size        DOUBLE PRECISION NOT NULL,
     side        TEXT             CHECK (side IN ('buy', 'sell')),
@@ -21,16 +22,16 @@ CREATE TABLE IF NOT EXISTS quotes (
 );
 
 CREATE UNIQUE INDEX IF NOT EXISTS quotes_natural_key
-    ON quotes (symbol, ts_event, venue, kind, ts_event_ns, trade_id) NULLS NOT DISTINCT;
+    ON quotes (ts_event, symbol, venue, kind, ts_event_ns, trade_id) NULLS NOT DISTINCT;
 
 -- Quotes arrive roughly in time order: BRIN serves time-range scans across symbols.
 CREATE INDEX IF NOT EXISTS quotes_ts_event_brin ON quotes USING brin (ts_event);
 
 -- The latest quote per (venue, symbol), maintained in the same transaction as `quotes`.
 CREATE TABLE IF NOT EXISTS quotes_latest (
-    venue       TEXT             NOT NULL,
-    symbol      TEXT             NOT NULL,
-    kind        TEXT             NOT NULL,
+    venue       TEXT COLLATE "C" NOT NULL,
+    symbol      TEXT COLLATE "C" NOT NULL,
+    kind        TEXT COLLATE "C" NOT NULL,
     price       DOUBLE PRECISION NOT NULL,
     size        DOUBLE PRECISION NOT NULL,
     side        TEXT,
@@ -45,10 +46,10 @@ CREATE TABLE IF NOT EXISTS quotes_latest (
 
 -- Signals: natural key (venue, symbol, interval, kind, bucket_start).
 CREATE TABLE IF NOT EXISTS signals (
-    venue        TEXT             NOT NULL,
-    symbol       TEXT             NOT NULL,
-    interval     TEXT             NOT NULL,
-    kind         TEXT             NOT NULL,
+    venue        TEXT COLLATE "C" NOT NULL,
+    symbol       TEXT COLLATE "C" NOT NULL,
+    interval     TEXT COLLATE "C" NOT NULL,
+    kind         TEXT COLLATE "C" NOT NULL,
     bucket_start TIMESTAMPTZ      NOT NULL,
     value        DOUBLE PRECISION NOT NULL,
     ts_event     BIGINT           NOT NULL,
