@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 /// Environment variables with the prefix that are not configuration keys.
 const RESERVED_ENV: [&str; 3] = ["CONFIG", "LOG", "LOG_FORMAT"];
+/// Prefixes (after `PRICESTREAM_`) of variables that belong to the test and benchmark
+/// harnesses (e.g. `PRICESTREAM_TEST_PG_URL`), not to the configuration.
+const RESERVED_ENV_PREFIXES: [&str; 2] = ["TEST_", "BENCH_"];
 const ENV_PREFIX: &str = "PRICESTREAM_";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -213,7 +216,10 @@ fn apply_env(
         let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
             continue;
         };
-        if RESERVED_ENV.contains(&rest) || rest.is_empty() {
+        if RESERVED_ENV.contains(&rest)
+            || rest.is_empty()
+            || RESERVED_ENV_PREFIXES.iter().any(|p| rest.starts_with(p))
+        {
             continue;
         }
         let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
@@ -266,6 +272,8 @@ mod tests {
                 "[\"BTC-USDT\"]",
             ),
             ("PRICESTREAM_CONFIG", "ignored.toml"),
+            ("PRICESTREAM_TEST_PG_URL", "postgres://ignored"),
+            ("PRICESTREAM_BENCH_BARS", "1"),
             ("OTHER", "x"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));

@@ -77,9 +77,9 @@ start_service_postgres() {
     _pg_log "initdb failed:"; cat "$dir/initdb.log" >&2; return 1
   }
   # A disposable test cluster: enough connections for parallel tests, and durability off
-  # unless PRICESTREAM_PG_DURABLE=1 (use that for benchmark figures).
+  # unless PRICESTREAM_TEST_PG_DURABLE=1 (use that for benchmark figures).
   local opts="-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB"
-  if [ "${PRICESTREAM_PG_DURABLE:-0}" != 1 ]; then
+  if [ "${PRICESTREAM_TEST_PG_DURABLE:-0}" != 1 ]; then
     opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
   fi
   _pg_as "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "$opts" start >/dev/null || {
@@ -88,16 +88,16 @@ start_service_postgres() {
   _pg_as "$bindir/createdb" -h "$dir" -p "$port" -U postgres pricestream_test || {
     _pg_log "createdb failed"; return 1
   }
-  export PRICESTREAM_PG_DIR="$dir" PRICESTREAM_PG_BINDIR="$bindir"
+  export PSTEST_PG_DIR="$dir" PSTEST_PG_BINDIR="$bindir"
   export PRICESTREAM_TEST_PG_URL="postgres://postgres@127.0.0.1:$port/pricestream_test"
   _pg_log "started on port $port (data in $dir); PRICESTREAM_TEST_PG_URL=$PRICESTREAM_TEST_PG_URL"
 }
 
 stop_service_postgres() {
-  local dir=${PRICESTREAM_PG_DIR:-}
+  local dir=${PSTEST_PG_DIR:-}
   [ -n "$dir" ] && [ -d "$dir/data" ] || return 0
-  _pg_as "$PRICESTREAM_PG_BINDIR/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+  _pg_as "$PSTEST_PG_BINDIR/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
   rm -rf "$dir"
-  unset PRICESTREAM_PG_DIR PRICESTREAM_PG_BINDIR PRICESTREAM_TEST_PG_URL
+  unset PSTEST_PG_DIR PSTEST_PG_BINDIR PRICESTREAM_TEST_PG_URL
   _pg_log "stopped"
 }

@@ -1,7 +1,7 @@
 //! Write throughput and read latency of the PostgreSQL store, printed as figures.
 //!
 //! ```sh
-//! source scripts/services/postgres.sh; PRICESTREAM_PG_DURABLE=1 start_service_postgres
+//! source scripts/services/postgres.sh; PRICESTREAM_TEST_PG_DURABLE=1 start_service_postgres
 //! cargo bench -p pricestream-store --bench pg_store
 //! stop_service_postgres
 //! ```

@@ -2,6 +2,10 @@
 //! `scripts/services/postgres.sh`). Without it these tests fail under CI=true and print a
 //! loud skip message elsewhere. Each test works in its own schema, so they run in parallel.
 
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write as _;
+
 mod common;
 
 use common::*;
@@ -26,7 +30,8 @@ async fn pg(test: &str) -> Option<Pg> {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!("PRICESTREAM_TEST_PG_URL is not set and CI=true: the PostgreSQL store tests must run (scripts/test starts a server)");
             }
-            eprintln!(
+            let _ = writeln!(
+                std::io::stderr(),
                 "\n!!!!!!!! SKIPPED PostgreSQL store test `{test}`: PRICESTREAM_TEST_PG_URL is not set.\n\
                  !!!!!!!! Run: source scripts/services/postgres.sh; start_service_postgres\n"
             );
@@ -548,7 +553,10 @@ async fn quotes_are_idempotent_and_latest_is_per_symbol() {
     );
     // a newer one is
     let new = quote(Venue::Binance, "BTC-USDT", t + 10_000, 102.0, Some(9));
-    p.store.insert_quotes(&[new.clone()]).await.unwrap();
+    p.store
+        .insert_quotes(std::slice::from_ref(&new))
+        .await
+        .unwrap();
     assert_eq!(
         p.store.latest_quotes(Some(Venue::Binance)).await.unwrap()[0],
         new

@@ -1,6 +1,8 @@
 //! The SQLite store's quotes, signals and schema versions: the same behaviour the
 //! PostgreSQL tests check, on the embedded store.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;
