@@ -8,10 +8,14 @@ use anyhow::{bail, Context};
 use pricestream_api::ApiConfig;
 use pricestream_connectors::synthetic::SyntheticConfig;
 use pricestream_pipeline::PipelineConfig;
+use pricestream_store::{StoreOptions, TimescaleConfig};
 use serde::{Deserialize, Serialize};
 
 /// Environment variables with the prefix that are not configuration keys.
 const RESERVED_ENV: [&str; 3] = ["CONFIG", "LOG", "LOG_FORMAT"];
+/// Prefixes (after `PRICESTREAM_`) of variables that belong to the test and benchmark
+/// harnesses (e.g. `PRICESTREAM_TEST_PG_URL`), not to the configuration.
+const RESERVED_ENV_PREFIXES: [&str; 2] = ["TEST_", "BENCH_"];
 const ENV_PREFIX: &str = "PRICESTREAM_";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,16 +71,48 @@ pub struct StoreConfig {
     /// `sqlite://…` or `postgres://…`; default: `sqlite://<data_dir>/pricestream.db`.
     pub url: Option<String>,
     pub max_connections: u32,
+    /// Connections the pool keeps open even when idle (PostgreSQL).
+    pub min_connections: u32,
+    /// How long a store call waits for a free connection before it fails.
+    pub acquire_timeout_ms: u64,
+    /// Idle connections above `min_connections` close after this long; 0 = never.
+    pub idle_timeout_secs: u64,
+    /// PostgreSQL `statement_timeout` of every session; 0 = no limit.
+    pub statement_timeout_ms: u64,
     /// Apply migrations at start; when false, start refuses an unmigrated schema.
     pub auto_migrate: bool,
+    /// Write raw quotes to the `quotes` table (and `quotes_latest`).
+    pub quotes: bool,
+    pub timescale: TimescaleConfig,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
+        let o = StoreOptions::default();
         StoreConfig {
             url: None,
-            max_connections: 4,
+            max_connections: o.max_connections,
+            min_connections: o.min_connections,
+            acquire_timeout_ms: o.acquire_timeout_ms,
+            idle_timeout_secs: o.idle_timeout_secs,
+            statement_timeout_ms: o.statement_timeout_ms,
             auto_migrate: true,
+            quotes: true,
+            timescale: o.timescale,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The settings the store is opened with.
+    pub fn options(&self) -> StoreOptions {
+        StoreOptions {
+            max_connections: self.max_connections,
+            min_connections: self.min_connections,
+            acquire_timeout_ms: self.acquire_timeout_ms,
+            idle_timeout_secs: self.idle_timeout_secs,
+            statement_timeout_ms: self.statement_timeout_ms,
+            timescale: self.timescale.clone(),
         }
     }
 }
@@ -163,6 +199,15 @@ impl Config {
             .listen
             .parse::<std::net::SocketAddr>()
             .with_context(|| format!("api.listen {:?} is not an address:port", self.api.listen))?;
+        if self.store.max_connections == 0 {
+            bail!("store.max_connections must be at least 1");
+        }
+        if self.store.min_connections > self.store.max_connections {
+            bail!("store.min_connections must not exceed store.max_connections");
+        }
+        if self.store.acquire_timeout_ms == 0 {
+            bail!("store.acquire_timeout_ms must be positive");
+        }
         let url = self.store_url();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres:")
@@ -200,7 +245,10 @@ fn apply_env(
         let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
             continue;
         };
-        if RESERVED_ENV.contains(&rest) || rest.is_empty() {
+        if RESERVED_ENV.contains(&rest)
+            || rest.is_empty()
+            || RESERVED_ENV_PREFIXES.iter().any(|p| rest.starts_with(p))
+        {
             continue;
         }
         let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
@@ -239,6 +287,7 @@ mod tests {
         cfg.validate().unwrap();
         assert_eq!(cfg.pipeline, PipelineConfig::default());
         assert_eq!(cfg.api, ApiConfig::default());
+        assert_eq!(cfg.store, StoreConfig::default());
     }
 
     #[test]
@@ -252,6 +301,8 @@ mod tests {
                 "[\"BTC-USDT\"]",
             ),
             ("PRICESTREAM_CONFIG", "ignored.toml"),
+            ("PRICESTREAM_TEST_PG_URL", "postgres://ignored"),
+            ("PRICESTREAM_BENCH_BARS", "1"),
             ("OTHER", "x"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));
@@ -263,6 +314,27 @@ mod tests {
             cfg.connectors.synthetic.symbols,
             vec!["BTC-USDT".to_string()]
         );
+    }
+
+    #[test]
+    fn store_settings_reach_the_store_options() {
+        let cfg: Config = toml::from_str(
+            "[store]\nurl = \"postgres://u@db/p\"\nstatement_timeout_ms = 1500\nmin_connections = 2\n\
+             [store.timescale]\nmode = \"on\"\ncompress_after_days = 3\nretain_quotes_days = 14",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let o = cfg.store.options();
+        assert_eq!(o.statement_timeout_ms, 1500);
+        assert_eq!(o.min_connections, 2);
+        assert_eq!(o.timescale.mode, pricestream_store::TimescaleMode::On);
+        assert_eq!(o.timescale.compress_after_days, 3);
+        assert_eq!(o.timescale.retain_quotes_days, 14);
+        assert_eq!(o.timescale.retain_bars_days, 0);
+        let mut bad = cfg.clone();
+        bad.store.min_connections = 10;
+        assert!(bad.validate().is_err());
+        assert!(toml::from_str::<Config>("[store.timescale]\nmode = \"maybe\"").is_err());
     }
 
     #[test]

@@ -110,9 +110,9 @@ async fn open_store(cfg: &Config, migrate: bool) -> anyhow::Result<Arc<dyn Store
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
     }
-    let store = pricestream_store::open(&url, cfg.store.max_connections)
+    let store = pricestream_store::open_with(&url, &cfg.store.options())
         .await
-        .context("opening the store")?;
+        .with_context(|| format!("opening the store at {}", redact(&url)))?;
     if migrate {
         store.migrate().await.context("migrating the store")?;
     }
@@ -205,6 +205,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         let opts = sink::SinkOptions {
             workers: cfg.pipeline.resolved_workers(),
             allowed_lateness_ns: cfg.pipeline.allowed_lateness_ms.saturating_mul(1_000_000),
+            store_quotes: cfg.store.quotes,
         };
         async move { Ok(sink::run_sink(sink_rx, store, lake, opts).await?) }
     });

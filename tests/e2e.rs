@@ -387,6 +387,22 @@ fn embedded_run_serves_and_lands_the_same_bars() {
     let (status, _) = get(port, "/v1/ohlcv?symbol=BTC-USDT&format=xml").unwrap();
     assert_eq!(status, 400);
 
+    // latest quotes, signals and runs
+    let (status, latest) = get(port, "/v1/quotes/latest").unwrap();
+    assert_eq!(status, 200, "{latest}");
+    let latest: Value = serde_json::from_str(&latest).unwrap();
+    assert_eq!(latest["count"], SYMBOLS.len());
+    assert!(latest["quotes"][0]["quote"]["price"].as_f64().unwrap() > 0.0);
+    let (status, sigs) = get(port, "/v1/signals?symbol=BTC-USDT&interval=1m").unwrap();
+    assert_eq!(status, 200, "{sigs}");
+    assert!(serde_json::from_str::<Value>(&sigs).unwrap()["signals"].is_array());
+    assert_eq!(get(port, "/v1/signals?kind=moon").unwrap().0, 400);
+    let (status, runs) = get(port, "/v1/runs?connector=synthetic").unwrap();
+    assert_eq!(status, 200, "{runs}");
+    let runs: Value = serde_json::from_str(&runs).unwrap();
+    assert_eq!(runs["runs"][0]["status"], "running");
+    assert_eq!(get(port, "/v1/runs?status=sleeping").unwrap().0, 400);
+
     // metrics carry the pipeline's counters
     let (status, metrics) = get(port, "/metrics").unwrap();
     assert_eq!(status, 200);

@@ -350,3 +350,111 @@ pub async fn seasonality(
         "weekday": pick("weekday"),
     })))
 }
+
+fn parse_param<T: std::str::FromStr<Err = pricestream_schemas::SchemaError>>(
+    q: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<T>> {
+    param(q, name)
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: pricestream_schemas::SchemaError| ApiError::BadRequest(format!("{name}: {e}")))
+}
+
+fn limit_param(q: &HashMap<String, String>, limits: Limits, default: u32) -> Result<u32> {
+    match param(q, "limit") {
+        None => Ok(default.min(limits.max_page_rows)),
+        Some(s) => s
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=limits.max_page_rows).contains(l))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "limit must be an integer from 1 to {}",
+                    limits.max_page_rows
+                ))
+            }),
+    }
+}
+
+fn reject_unknown(q: &HashMap<String, String>, known: &[&str]) -> Result<()> {
+    match q.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(unknown) => Err(ApiError::BadRequest(format!(
+            "unknown parameter {unknown:?}; expected {}",
+            known.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `GET /v1/signals?symbol=&interval=&kind=&from=&to=&limit=`: signals, ascending.
+pub async fn signals(
+    State(state): State<AppState>,
+    Extension(limits): Extension<Limits>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>> {
+    reject_unknown(&q, &["symbol", "interval", "kind", "from", "to", "limit"])?;
+    let symbol = param(&q, "symbol")
+        .map(Symbol::new)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let query = pricestream_store::SignalQuery {
+        symbol,
+        interval: parse_param::<Interval>(&q, "interval")?,
+        kind: parse_param::<pricestream_schemas::SignalKind>(&q, "kind")?,
+        from: parse_ts(&q, "from")?.unwrap_or(i64::MIN),
+        to: parse_ts(&q, "to")?.unwrap_or(i64::MAX),
+        limit: limit_param(&q, limits, 1_000)?,
+    };
+    if query.from >= query.to {
+        return Err(ApiError::BadRequest("from must be earlier than to".into()));
+    }
+    let list = state.store.query_signals(&query).await?;
+    let views: Vec<_> = list
+        .iter()
+        .map(|s| json!({ "time": to_rfc3339(s.bucket_start), "signal": s }))
+        .collect();
+    Ok(Json(json!({ "count": views.len(), "signals": views })))
+}
+
+/// `GET /v1/quotes/latest?venue=`: the latest quote of every symbol.
+pub async fn latest_quotes(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>> {
+    reject_unknown(&q, &["venue"])?;
+    let venue = parse_param::<Venue>(&q, "venue")?;
+    let quotes = state.store.latest_quotes(venue).await?;
+    let views: Vec<_> = quotes
+        .iter()
+        .map(|x| json!({ "time": to_rfc3339(x.ts_event), "quote": x }))
+        .collect();
+    Ok(Json(json!({ "count": views.len(), "quotes": views })))
+}
+
+/// `GET /v1/runs?connector=&status=&limit=`: ingestion runs, newest first.
+pub async fn runs(
+    State(state): State<AppState>,
+    Extension(limits): Extension<Limits>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>> {
+    reject_unknown(&q, &["connector", "status", "limit"])?;
+    let status = match param(&q, "status") {
+        None => None,
+        Some("running") => Some(pricestream_schemas::RunStatus::Running),
+        Some("completed") => Some(pricestream_schemas::RunStatus::Completed),
+        Some("failed") => Some(pricestream_schemas::RunStatus::Failed),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "status {other:?} is not one of running, completed, failed"
+            )))
+        }
+    };
+    let filter = pricestream_store::RunFilter {
+        connector: param(&q, "connector").map(str::to_string),
+        status,
+        limit: limit_param(&q, limits, 100)?,
+    };
+    let runs = state.store.list_runs(&filter).await?;
+    Ok(Json(json!({ "count": runs.len(), "runs": runs })))
+}

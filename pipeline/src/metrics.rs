@@ -38,7 +38,7 @@ pub fn reason_label(reason: &str) -> &'static str {
 }
 
 /// The sinks (label `sink`).
-pub const SINKS: [&str; 3] = ["store", "lake", "dlq"];
+pub const SINKS: [&str; 5] = ["store", "lake", "dlq", "store_signals", "store_quotes"];
 
 /// Registers descriptions so `/metrics` carries HELP lines, and creates the counters of
 /// the bounded label sets at zero, so a rate over them exists before the first event

@@ -58,6 +58,8 @@ pub struct SinkOptions {
     pub workers: usize,
     /// Days are compacted in the lake once the watermark is this far past their end.
     pub allowed_lateness_ns: i64,
+    /// Also write raw quotes to the store (for latest quotes and SQL users).
+    pub store_quotes: bool,
 }
 
 const HOUR_NS: i64 = 3_600 * 1_000_000_000;
@@ -97,6 +99,17 @@ pub async fn run_sink(
     while let Some(batch) = rx.recv().await {
         stats.batches += 1;
         stats.quotes += batch.quotes.len() as u64;
+        if !batch.quotes.is_empty() && opts.store_quotes {
+            let started = Instant::now();
+            let quotes = Arc::new(batch.quotes.clone());
+            with_retry("store_quotes", || {
+                let store = Arc::clone(&store);
+                let quotes = Arc::clone(&quotes);
+                async move { store.insert_quotes(&quotes).await }
+            })
+            .await?;
+            record("store_quotes", quotes.len(), started);
+        }
         for q in batch.quotes {
             quote_hours
                 .entry(q.ts_event - q.ts_event.rem_euclid(HOUR_NS))
@@ -136,6 +149,14 @@ pub async fn run_sink(
         }
         if !batch.signals.is_empty() {
             let signals = Arc::new(batch.signals);
+            let started = Instant::now();
+            with_retry("store_signals", || {
+                let store = Arc::clone(&store);
+                let signals = Arc::clone(&signals);
+                async move { store.upsert_signals(&signals).await }
+            })
+            .await?;
+            record("store_signals", signals.len(), started);
             let started = Instant::now();
             let for_lake = Arc::clone(&signals);
             if with_lake(&mut lake, move |l| l.write_signals(&for_lake))

@@ -36,11 +36,12 @@ DB_URL=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]);
 
 PORT=$(free_port)
 T_FROM=$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)
-note "pricestream run into database $DB (synthetic market, 60x, 30000 trades)"
+note "pricestream run into database $DB (synthetic market, 100 simulated minutes, 30000 trades)"
 PRICESTREAM_DATA_DIR="$WORK/data" \
 PRICESTREAM_STORE__URL="$DB_URL" \
 PRICESTREAM_API__LISTEN="127.0.0.1:$PORT" \
-PRICESTREAM_CONNECTORS__SYNTHETIC__SPEED=60 \
+PRICESTREAM_CONNECTORS__SYNTHETIC__SPEED=0 \
+PRICESTREAM_CONNECTORS__SYNTHETIC__TRADES_PER_SEC=1.0 \
 PRICESTREAM_CONNECTORS__SYNTHETIC__MAX_TRADES=30000 \
 PRICESTREAM_PIPELINE__IDLE_TIMEOUT_MS=500 \
 PRICESTREAM_LOG=warn \

@@ -12,6 +12,8 @@ pub enum StoreError {
     TooNew { found: i64, expected: i64 },
     #[error("unsupported store url {0:?}: expected sqlite://… or postgres://…")]
     Url(String),
+    #[error("value {value} does not fit column {column}")]
+    OutOfRange { column: &'static str, value: i128 },
     #[error("stored data is invalid: {0}")]
     Data(#[from] pricestream_schemas::SchemaError),
     #[error("lake i/o on {path}: {source}")]
@@ -36,7 +38,12 @@ impl StoreError {
                 ) || e
                     .as_database_error()
                     .and_then(|d| d.code())
-                    .is_some_and(|c| c == "5" || c == "40001" || c == "40P01")
+                    .is_some_and(|c| {
+                        // SQLite busy; PostgreSQL serialization failure, deadlock, too many
+                        // connections, shutdown in progress, connection exceptions (08xxx)
+                        matches!(&*c, "5" | "40001" | "40P01" | "53300" | "57P01" | "57P03")
+                            || c.starts_with("08")
+                    })
             }
             StoreError::Io { .. } => true,
             _ => false,

@@ -4,15 +4,21 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pricestream_schemas::{Bar, IngestionRun, Interval, RunStatus, Symbol, TimestampNs, Venue};
+use pricestream_schemas::{
+    Bar, IngestionRun, Interval, Quote, RunStatus, Signal, SignalKind, Symbol, TimestampNs, Venue,
+};
 
+mod codes;
 pub mod error;
 pub mod lake;
+pub mod options;
+pub mod postgres;
 pub mod seasonality;
 pub mod sqlite;
 
 pub use error::{Result, StoreError};
 pub use lake::Lake;
+pub use options::{StoreOptions, TimescaleConfig, TimescaleMode};
 
 /// A message that could not be processed, kept with its reason (the embedded `quotes.dlq`).
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +64,18 @@ pub struct RunFilter {
     pub limit: u32,
 }
 
+/// A range query over signals: `from` inclusive, `to` exclusive (on `bucket_start`),
+/// ascending by time; `None` filters match everything.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalQuery {
+    pub symbol: Option<Symbol>,
+    pub interval: Option<Interval>,
+    pub kind: Option<SignalKind>,
+    pub from: TimestampNs,
+    pub to: TimestampNs,
+    pub limit: u32,
+}
+
 /// The relational store. Two real implementations (SQLite, PostgreSQL) share this trait.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -76,14 +94,36 @@ pub trait Store: Send + Sync {
     async fn dead_letter_counts(&self) -> Result<Vec<(String, u64)>>;
     async fn upsert_run(&self, run: &IngestionRun) -> Result<()>;
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<IngestionRun>>;
+    /// Stores raw quotes. Idempotent on the natural key
+    /// `(venue, symbol, kind, ts_event, trade_id)`: a quote already stored is left as it is.
+    async fn insert_quotes(&self, quotes: &[Quote]) -> Result<()>;
+    /// The latest quote (by event time) of every symbol, optionally of one venue, ordered by
+    /// venue and symbol.
+    async fn latest_quotes(&self, venue: Option<Venue>) -> Result<Vec<Quote>>;
+    /// Inserts or replaces signals by natural key `(venue, symbol, interval, kind,
+    /// bucket_start)`.
+    async fn upsert_signals(&self, signals: &[Signal]) -> Result<()>;
+    async fn query_signals(&self, q: &SignalQuery) -> Result<Vec<Signal>>;
 }
 
-/// Opens the store named by `url` (`sqlite://path` or `postgres://…`).
+/// Opens the store named by `url` (`sqlite://path` or `postgres://…`) with default pool
+/// settings and `max_connections`.
 pub async fn open(url: &str, max_connections: u32) -> Result<Arc<dyn Store>> {
+    let opts = StoreOptions {
+        max_connections,
+        ..StoreOptions::default()
+    };
+    open_with(url, &opts).await
+}
+
+/// Opens the store named by `url` (`sqlite://path`, `postgres://…` or `postgresql://…`).
+pub async fn open_with(url: &str, opts: &StoreOptions) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(
-            sqlite::SqliteStore::open(url, max_connections).await?,
+            sqlite::SqliteStore::open(url, opts.max_connections).await?,
         ))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::open(url, opts).await?))
     } else {
         Err(StoreError::Url(url.to_string()))
     }

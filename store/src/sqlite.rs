@@ -4,12 +4,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pricestream_schemas::{Bar, IngestionRun, RunStatus, Symbol};
+use std::collections::BTreeMap;
+
+use pricestream_schemas::{Bar, IngestionRun, Quote, Signal, Symbol, Venue};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use crate::{BarQuery, DeadLetter, Result, RunFilter, Store, StoreError, SymbolInfo};
+use crate::codes;
+use crate::{BarQuery, DeadLetter, Result, RunFilter, SignalQuery, Store, StoreError, SymbolInfo};
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -61,6 +64,50 @@ fn bar_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Bar> {
         ts_event: row.try_get("ts_event")?,
         ts_ingest: row.try_get("ts_ingest")?,
     })
+}
+
+fn quote_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Quote> {
+    Ok(Quote {
+        venue: row.try_get::<String, _>("venue")?.parse()?,
+        symbol: Symbol::new(&row.try_get::<String, _>("symbol")?)?,
+        kind: codes::parse_quote_kind(&row.try_get::<String, _>("kind")?)?,
+        price: row.try_get("price")?,
+        size: row.try_get("size")?,
+        side: row
+            .try_get::<Option<String>, _>("side")?
+            .as_deref()
+            .map(codes::parse_side)
+            .transpose()?,
+        trade_id: row
+            .try_get::<Option<i64>, _>("trade_id")?
+            .map(codes::trade_id_from_db),
+        bid: row.try_get("bid")?,
+        ask: row.try_get("ask")?,
+        ts_event: row.try_get("ts_event_ns")?,
+        ts_ingest: row.try_get("ts_ingest")?,
+    })
+}
+
+const QUOTE_INSERT_COLUMNS: &str = "(venue, symbol, kind, price, size, side, trade_id, bid, ask,
+    ts_event, ts_event_ns, ts_ingest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+fn bind_quote<'q>(
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    q: &'q Quote,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    query
+        .bind(q.venue.as_str())
+        .bind(q.symbol.as_str())
+        .bind(codes::quote_kind(q.kind))
+        .bind(q.price)
+        .bind(q.size)
+        .bind(q.side.map(codes::side))
+        .bind(q.trade_id.map(codes::trade_id_to_db))
+        .bind(q.bid)
+        .bind(q.ask)
+        .bind(q.ts_event)
+        .bind(q.ts_event)
+        .bind(q.ts_ingest)
 }
 
 #[async_trait]
@@ -258,19 +305,133 @@ impl Store for SqliteStore {
         .await?;
         rows.iter()
             .map(|r| {
-                let status = match r.try_get::<String, _>("status")?.as_str() {
-                    "running" => RunStatus::Running,
-                    "completed" => RunStatus::Completed,
-                    _ => RunStatus::Failed,
-                };
                 Ok(IngestionRun {
                     id: r.try_get("id")?,
                     connector: r.try_get("connector")?,
-                    status,
+                    status: codes::parse_run_status(&r.try_get::<String, _>("status")?)?,
                     started_at: r.try_get("started_at")?,
                     finished_at: r.try_get("finished_at")?,
                     quotes: r.try_get::<i64, _>("quotes")? as u64,
                     error: r.try_get("error")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_quotes(&self, quotes: &[Quote]) -> Result<()> {
+        if quotes.is_empty() {
+            return Ok(());
+        }
+        let mut latest: BTreeMap<(Venue, &str), &Quote> = BTreeMap::new();
+        for q in quotes {
+            let key = (q.venue, q.symbol.as_str());
+            match latest.get(&key) {
+                Some(old) if old.ts_event > q.ts_event => {}
+                _ => {
+                    latest.insert(key, q);
+                }
+            }
+        }
+        let insert = format!("INSERT INTO quotes {QUOTE_INSERT_COLUMNS} ON CONFLICT DO NOTHING");
+        let upsert_latest = format!(
+            "INSERT INTO quotes_latest {QUOTE_INSERT_COLUMNS}
+             ON CONFLICT (venue, symbol) DO UPDATE SET
+                kind = excluded.kind, price = excluded.price, size = excluded.size,
+                side = excluded.side, trade_id = excluded.trade_id, bid = excluded.bid,
+                ask = excluded.ask, ts_event = excluded.ts_event,
+                ts_event_ns = excluded.ts_event_ns, ts_ingest = excluded.ts_ingest
+             WHERE excluded.ts_event_ns >= quotes_latest.ts_event_ns"
+        );
+        let mut tx = self.pool.begin().await?;
+        for q in quotes {
+            bind_quote(sqlx::query(&insert), q)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for q in latest.values() {
+            bind_quote(sqlx::query(&upsert_latest), q)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn latest_quotes(&self, venue: Option<Venue>) -> Result<Vec<Quote>> {
+        let rows = sqlx::query(
+            "SELECT * FROM quotes_latest WHERE (? IS NULL OR venue = ?) ORDER BY venue, symbol",
+        )
+        .bind(venue.map(|v| v.as_str()))
+        .bind(venue.map(|v| v.as_str()))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(quote_from_row).collect()
+    }
+
+    async fn upsert_signals(&self, signals: &[Signal]) -> Result<()> {
+        if signals.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for s in signals {
+            sqlx::query(
+                "INSERT INTO signals (venue, symbol, interval, kind, bucket_start, value,
+                    ts_event, ts_ingest)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (venue, symbol, interval, kind, bucket_start) DO UPDATE SET
+                    value = excluded.value, ts_event = excluded.ts_event,
+                    ts_ingest = excluded.ts_ingest",
+            )
+            .bind(s.venue.as_str())
+            .bind(s.symbol.as_str())
+            .bind(s.interval.as_str())
+            .bind(codes::signal_kind(s.kind))
+            .bind(s.bucket_start)
+            .bind(s.value)
+            .bind(s.ts_event)
+            .bind(s.ts_ingest)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn query_signals(&self, q: &SignalQuery) -> Result<Vec<Signal>> {
+        let symbol = q.symbol.as_ref().map(|s| s.as_str());
+        let interval = q.interval.map(|i| i.as_str());
+        let kind = q.kind.map(codes::signal_kind);
+        let rows = sqlx::query(
+            "SELECT * FROM signals
+             WHERE bucket_start >= ? AND bucket_start < ?
+               AND (? IS NULL OR symbol = ?)
+               AND (? IS NULL OR interval = ?)
+               AND (? IS NULL OR kind = ?)
+             ORDER BY bucket_start, symbol, interval, kind, venue
+             LIMIT ?",
+        )
+        .bind(q.from)
+        .bind(q.to)
+        .bind(symbol)
+        .bind(symbol)
+        .bind(interval)
+        .bind(interval)
+        .bind(kind)
+        .bind(kind)
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Signal {
+                    venue: r.try_get::<String, _>("venue")?.parse()?,
+                    symbol: Symbol::new(&r.try_get::<String, _>("symbol")?)?,
+                    interval: r.try_get::<String, _>("interval")?.parse()?,
+                    kind: codes::parse_signal_kind(&r.try_get::<String, _>("kind")?)?,
+                    bucket_start: r.try_get("bucket_start")?,
+                    value: r.try_get("value")?,
+                    ts_event: r.try_get("ts_event")?,
+                    ts_ingest: r.try_get("ts_ingest")?,
                 })
             })
             .collect()

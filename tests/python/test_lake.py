@@ -123,6 +123,13 @@ def main() -> None:
     sig = pl.scan_parquet(str(lake / "signals" / "**" / "*.parquet"), hive_partitioning=True).collect()
     assert sig.height > 0, "no signals in the lake"
     print(f"ok signals: {sig.height} rows, kinds {sorted(set(sig['kind']))}")
+    con_db = sqlite3.connect(db)
+    n_store_signals = con_db.execute("SELECT count(*) FROM signals").fetchone()[0]
+    n_store_quotes = con_db.execute("SELECT count(*) FROM quotes").fetchone()[0]
+    con_db.close()
+    assert n_store_signals == sig.height, (n_store_signals, sig.height)
+    assert n_store_quotes == 60000, n_store_quotes
+    print("ok store: the same signals as the lake, and every quote")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,123 @@
+//! The SQLite store's quotes, signals and schema versions: the same behaviour the
+//! PostgreSQL tests check, on the embedded store.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use pricestream_schemas::{Interval, SignalKind, Venue};
+use pricestream_store::sqlite::SqliteStore;
+use pricestream_store::{SignalQuery, Store};
+
+async fn store(dir: &tempfile::TempDir) -> SqliteStore {
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let s = SqliteStore::open(&url, 2).await.unwrap();
+    s.migrate().await.unwrap();
+    s.check_schema().await.unwrap();
+    s
+}
+
+#[test]
+fn sqlite_and_postgres_migrations_are_in_step() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let versions = |sub: &str| {
+        let mut v: Vec<String> = std::fs::read_dir(dir.join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(versions("sqlite"), versions("postgres"));
+}
+
+#[tokio::test]
+async fn quotes_are_idempotent_and_latest_is_per_symbol() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    let t = DAY0 + 123_456_789;
+    let batch = vec![
+        quote(
+            Venue::Binance,
+            "BTC-USDT",
+            t + 2_000,
+            101.0,
+            Some(u64::MAX - 1),
+        ),
+        quote(Venue::Binance, "BTC-USDT", t, 100.0, Some(7)),
+        quote(Venue::Binance, "ETH-USDT", t, 3000.0, None),
+        quote(Venue::Coingecko, "BTC-USDT", t + 5_000, 99.0, None),
+    ];
+    s.insert_quotes(&batch).await.unwrap();
+    let mut replay = batch.clone();
+    replay.push(batch[2].clone());
+    s.insert_quotes(&replay).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM quotes")
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 4);
+    assert_eq!(
+        s.latest_quotes(None).await.unwrap(),
+        [batch[0].clone(), batch[2].clone(), batch[3].clone()]
+    );
+    s.insert_quotes(&[quote(Venue::Binance, "BTC-USDT", t - 1, 90.0, Some(6))])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.latest_quotes(Some(Venue::Binance)).await.unwrap()[0],
+        batch[0]
+    );
+}
+
+#[tokio::test]
+async fn signals_upsert_by_key_and_query_by_filters_and_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    let h = Interval::H1.nanos();
+    let sig = vec![
+        signal("BTC-USDT", Interval::H1, SignalKind::GoldenCross, DAY0, 1.5),
+        signal(
+            "BTC-USDT",
+            Interval::H1,
+            SignalKind::RsiOverbought,
+            DAY0 + h,
+            71.0,
+        ),
+        signal(
+            "ETH-USDT",
+            Interval::H1,
+            SignalKind::MeanReversionLow,
+            DAY0 + h,
+            -2.1,
+        ),
+    ];
+    s.upsert_signals(&sig).await.unwrap();
+    s.upsert_signals(&sig).await.unwrap();
+    let q = SignalQuery {
+        symbol: None,
+        interval: None,
+        kind: None,
+        from: DAY0,
+        to: DAY0 + 3 * h,
+        limit: 100,
+    };
+    assert_eq!(s.query_signals(&q).await.unwrap(), sig);
+    let window = SignalQuery {
+        from: DAY0 + h,
+        to: DAY0 + 2 * h,
+        symbol: Some(sym("ETH-USDT")),
+        ..q.clone()
+    };
+    assert_eq!(s.query_signals(&window).await.unwrap(), [sig[2].clone()]);
+    let kind = SignalQuery {
+        kind: Some(SignalKind::GoldenCross),
+        ..q.clone()
+    };
+    assert_eq!(s.query_signals(&kind).await.unwrap(), [sig[0].clone()]);
+    let mut again = sig[2].clone();
+    again.value = -3.0;
+    s.upsert_signals(&[again.clone()]).await.unwrap();
+    assert_eq!(s.query_signals(&window).await.unwrap(), [again]);
+}
