@@ -171,6 +171,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             metrics: Some(metrics),
             lake_dir: cfg.lake.enabled.then(|| cfg.lake_dir()),
             pipeline: None,
+            live: None,
         },
         stop.clone(),
         &fatal,
@@ -198,6 +199,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     // a failing task cancels `fatal`, which stops everything
     let fatal = CancellationToken::new();
 
+    // live results for WebSocket subscribers
+    let live_hub = pricestream_pipeline::live::LiveHub::new(cfg.api.stream_buffer_events);
+
     // sink, then dataflow
     let (sink_tx, sink_rx) = mpsc::channel::<SinkBatch>(256);
     let sink = Task::spawn("sink", &fatal, {
@@ -207,7 +211,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             allowed_lateness_ns: cfg.pipeline.allowed_lateness_ms.saturating_mul(1_000_000),
             store_quotes: cfg.store.quotes,
         };
-        async move { Ok(sink::run_sink(sink_rx, store, lake, opts).await?) }
+        let live = live_hub.clone();
+        async move { Ok(sink::run_sink(sink_rx, store, lake, opts, Some(live)).await?) }
     });
     let factory: SourceFactory = {
         let bus = Arc::clone(&bus);
@@ -281,6 +286,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                     u64::try_from(cfg.pipeline.stall_timeout_ms).unwrap_or(u64::MAX),
                 ),
             }),
+            live: Some(pricestream_api::stream::LiveStream::new(
+                live_hub.clone(),
+                cfg.api.stream_max_connections,
+            )),
         },
         stop_api.clone(),
         &fatal,

@@ -4,6 +4,7 @@ pub mod error;
 pub mod metrics;
 pub mod process;
 mod routes;
+pub mod stream;
 pub mod trace;
 
 use std::sync::Arc;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub lake_dir: Option<std::path::PathBuf>,
     /// The running pipeline's progress, when this process runs one (`run`, not `serve`).
     pub pipeline: Option<PipelineHealth>,
+    /// The live stream, when this process runs a pipeline.
+    pub live: Option<stream::LiveStream>,
 }
 
 /// What `/health/ready` checks of the pipeline.
@@ -45,6 +48,10 @@ pub struct ApiConfig {
     pub listen: String,
     /// Largest `limit` a history request may ask for.
     pub max_page_rows: u32,
+    /// WebSocket stream connections at once.
+    pub stream_max_connections: usize,
+    /// Events a stream client may fall behind before it loses the oldest.
+    pub stream_buffer_events: usize,
 }
 
 impl Default for ApiConfig {
@@ -52,6 +59,8 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: "127.0.0.1:8080".into(),
             max_page_rows: 10_000,
+            stream_max_connections: 1_000,
+            stream_buffer_events: 4_096,
         }
     }
 }
@@ -71,6 +80,7 @@ pub fn router(state: AppState, cfg: &ApiConfig) -> Router {
         .route("/v1/signals", get(routes::signals))
         .route("/v1/quotes/latest", get(routes::latest_quotes))
         .route("/v1/runs", get(routes::runs))
+        .route("/v1/stream", get(stream::stream))
         .fallback(routes::not_found)
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn(trace::request_span))

@@ -25,6 +25,7 @@ async fn state(dir: &tempfile::TempDir, pipeline: Option<PipelineHealth>) -> App
         metrics: None,
         pipeline,
         lake_dir: None,
+        live: None,
     }
 }
 

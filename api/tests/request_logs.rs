@@ -47,6 +47,7 @@ async fn json_logs_carry_the_request_span_fields() {
         metrics: None,
         pipeline: None,
         lake_dir: None,
+        live: None,
     };
     let req = Request::get("/v1/ohlcv?symbol=BTC-USDT")
         .header("x-request-id", "req-42")

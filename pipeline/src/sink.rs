@@ -12,6 +12,7 @@ use pricestream_store::{Lake, Store, StoreError};
 use tokio::sync::mpsc;
 
 use crate::dataflow::SinkBatch;
+use crate::live::{LiveEvent, LiveHub};
 use crate::metrics as m;
 use crate::{PipelineError, Result};
 
@@ -62,6 +63,14 @@ pub struct SinkOptions {
     pub store_quotes: bool,
 }
 
+fn publish<T: Clone>(live: Option<&LiveHub>, rows: &[T], wrap: fn(T) -> LiveEvent) {
+    if let Some(hub) = live.filter(|h| h.subscribers() > 0) {
+        for r in rows {
+            hub.publish(wrap(r.clone()));
+        }
+    }
+}
+
 const HOUR_NS: i64 = 3_600 * 1_000_000_000;
 const DAY_NS: i64 = 24 * HOUR_NS;
 
@@ -90,6 +99,7 @@ pub async fn run_sink(
     store: Arc<dyn Store>,
     lake: Option<Lake>,
     opts: SinkOptions,
+    live: Option<LiveHub>,
 ) -> Result<SinkStats> {
     let mut stats = SinkStats::default();
     let mut lake = lake;
@@ -110,6 +120,7 @@ pub async fn run_sink(
             .await?;
             record("store_quotes", quotes.len(), started);
         }
+        publish(live.as_ref(), &batch.quotes, LiveEvent::Quote);
         for q in batch.quotes {
             quote_hours
                 .entry(q.ts_event - q.ts_event.rem_euclid(HOUR_NS))
@@ -145,6 +156,7 @@ pub async fn run_sink(
                 record("lake", bars.len(), started);
                 record_latency("lake", bars.len(), batch.emitted_at);
             }
+            publish(live.as_ref(), &bars, LiveEvent::Bar);
             stats.bars += bars.len() as u64;
         }
         if !batch.signals.is_empty() {
@@ -165,6 +177,7 @@ pub async fn run_sink(
             {
                 record("lake_signals", signals.len(), started);
             }
+            publish(live.as_ref(), &signals, LiveEvent::Signal);
             stats.signals += signals.len() as u64;
         }
         if !batch.dead.is_empty() {

@@ -1,0 +1,204 @@
+//! `GET /v1/stream`: a WebSocket of live results.
+//!
+//! The client sends commands as JSON text frames:
+//! `{"op":"subscribe","channels":["bars","signals","quotes"],"symbols":["BTC-USDT"],"intervals":["1m"]}`
+//! (`"symbols":["*"]` for every symbol; `intervals` is optional and filters bars and
+//! signals), and `{"op":"unsubscribe", …}` with the same fields. The server answers each
+//! command with `{"type":"subscribed"|"unsubscribed", …}` or `{"type":"error","message":…}`
+//! and sends events as `{"type":"bar"|"signal"|"quote","data":{…}}`.
+//!
+//! A client that reads too slowly never slows the pipeline: its buffer keeps the newest
+//! events, and it receives `{"type":"lagged","dropped":N}` for what it lost.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use pricestream_pipeline::live::{LiveEvent, LiveHub};
+use pricestream_schemas::{Interval, Symbol};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{broadcast, OwnedSemaphorePermit};
+
+use crate::{ApiError, AppState, Result};
+
+pub const CONNECTIONS: &str = "pricestream_api_stream_connections";
+pub const LAGGED_EVENTS: &str = "pricestream_api_stream_dropped_events_total";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Channel {
+    Quotes,
+    Bars,
+    Signals,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Command {
+    op: String,
+    #[serde(default)]
+    channels: Vec<Channel>,
+    #[serde(default)]
+    symbols: Vec<String>,
+    #[serde(default)]
+    intervals: Vec<Interval>,
+}
+
+#[derive(Debug, Default)]
+struct Subscriptions {
+    channels: BTreeSet<Channel>,
+    symbols: BTreeSet<Symbol>,
+    all_symbols: bool,
+    intervals: BTreeSet<Interval>,
+}
+
+impl Subscriptions {
+    fn matches(&self, ev: &LiveEvent) -> bool {
+        let (channel, symbol, interval) = match ev {
+            LiveEvent::Quote(q) => (Channel::Quotes, &q.symbol, None),
+            LiveEvent::Bar(b) => (Channel::Bars, &b.symbol, Some(b.interval)),
+            LiveEvent::Signal(s) => (Channel::Signals, &s.symbol, Some(s.interval)),
+        };
+        self.channels.contains(&channel)
+            && (self.all_symbols || self.symbols.contains(symbol))
+            && interval.is_none_or(|i| self.intervals.is_empty() || self.intervals.contains(&i))
+    }
+
+    /// Applies a command; returns the reply.
+    fn apply(&mut self, text: &str) -> serde_json::Value {
+        let cmd: Command = match serde_json::from_str(text) {
+            Ok(c) => c,
+            Err(e) => return json!({ "type": "error", "message": format!("bad command: {e}") }),
+        };
+        let mut symbols = Vec::new();
+        let mut all = false;
+        for s in &cmd.symbols {
+            if s == "*" {
+                all = true;
+            } else {
+                match Symbol::new(s) {
+                    Ok(sym) => symbols.push(sym),
+                    Err(e) => return json!({ "type": "error", "message": e.to_string() }),
+                }
+            }
+        }
+        match cmd.op.as_str() {
+            "subscribe" => {
+                if cmd.channels.is_empty() || (symbols.is_empty() && !all) {
+                    return json!({ "type": "error", "message": "subscribe needs channels and symbols" });
+                }
+                self.channels.extend(cmd.channels.iter().copied());
+                self.symbols.extend(symbols);
+                self.all_symbols |= all;
+                self.intervals.extend(cmd.intervals.iter().copied());
+            }
+            "unsubscribe" => {
+                for c in &cmd.channels {
+                    self.channels.remove(c);
+                }
+                for s in &symbols {
+                    self.symbols.remove(s);
+                }
+                if all {
+                    self.all_symbols = false;
+                    self.symbols.clear();
+                }
+                for i in &cmd.intervals {
+                    self.intervals.remove(i);
+                }
+            }
+            other => {
+                return json!({ "type": "error", "message": format!("unknown op {other:?}; expected subscribe or unsubscribe") })
+            }
+        }
+        json!({
+            "type": if cmd.op == "subscribe" { "subscribed" } else { "unsubscribed" },
+            "channels": self.channels.iter().map(|c| format!("{c:?}").to_lowercase()).collect::<Vec<_>>(),
+            "symbols": if self.all_symbols { vec!["*".to_string()] } else { self.symbols.iter().map(|s| s.to_string()).collect() },
+            "intervals": self.intervals.iter().map(|i| i.as_str()).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn event_json(ev: &LiveEvent) -> serde_json::Value {
+    match ev {
+        LiveEvent::Quote(q) => json!({ "type": "quote", "data": q }),
+        LiveEvent::Bar(b) => json!({ "type": "bar", "data": b }),
+        LiveEvent::Signal(s) => json!({ "type": "signal", "data": s }),
+    }
+}
+
+pub async fn stream(State(state): State<AppState>, ws: WebSocketUpgrade) -> Result<Response> {
+    let Some(live) = state.live.clone() else {
+        return Err(ApiError::NotFound(
+            "this process runs no pipeline, so there is no live stream".into(),
+        ));
+    };
+    let permit = Arc::clone(&live.slots).try_acquire_owned().map_err(|_| {
+        ApiError::Unavailable("too many stream connections; try again later".into())
+    })?;
+    let hub = live.hub.clone();
+    Ok(ws.on_upgrade(move |socket| session(socket, hub, permit)))
+}
+
+async fn send(socket: &mut WebSocket, v: serde_json::Value) -> bool {
+    socket
+        .send(Message::Text(v.to_string().into()))
+        .await
+        .is_ok()
+}
+
+#[tracing::instrument(skip_all)]
+async fn session(mut socket: WebSocket, hub: LiveHub, _permit: OwnedSemaphorePermit) {
+    metrics::gauge!(CONNECTIONS).increment(1.0);
+    let mut rx = hub.subscribe();
+    let mut subs = Subscriptions::default();
+    loop {
+        tokio::select! {
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    let reply = subs.apply(t.as_str());
+                    if !send(&mut socket, reply).await { break; }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            ev = rx.recv() => match ev {
+                Ok(ev) => {
+                    if subs.matches(&ev) && !send(&mut socket, event_json(&ev)).await {
+                        break;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    metrics::counter!(LAGGED_EVENTS).increment(n);
+                    if !send(&mut socket, json!({ "type": "lagged", "dropped": n })).await { break; }
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    let _ = send(&mut socket, json!({ "type": "closed", "reason": "the pipeline stopped" })).await;
+                    break;
+                }
+            },
+        }
+    }
+    metrics::gauge!(CONNECTIONS).decrement(1.0);
+}
+
+/// The live stream of a process that runs a pipeline.
+#[derive(Clone)]
+pub struct LiveStream {
+    pub hub: LiveHub,
+    /// One permit per allowed connection.
+    pub slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl LiveStream {
+    pub fn new(hub: LiveHub, max_connections: usize) -> Self {
+        LiveStream {
+            hub,
+            slots: Arc::new(tokio::sync::Semaphore::new(max_connections.max(1))),
+        }
+    }
+}
