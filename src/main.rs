@@ -47,11 +47,36 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// API keys: create (shown once), list, revoke.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Batch analytics over the lake.
     Analytics {
         #[command(subcommand)]
         action: AnalyticsAction,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysAction {
+    /// Create a key; it is printed once and only its hash is stored.
+    Create {
+        /// A name to recognise the key by.
+        #[arg(long)]
+        name: String,
+        /// Scopes, comma or space separated: read, alerts:write, admin.
+        #[arg(long, default_value = "read")]
+        scopes: String,
+        /// Rate-limit tier (one of `api.auth.tiers`).
+        #[arg(long, default_value = "basic")]
+        tier: String,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by id.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -122,6 +147,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Command::Run => run::run(cfg).await,
             Command::Serve => run::serve(cfg).await,
             Command::Migrate => run::migrate(cfg).await,
+            Command::Keys { action } => run::keys(cfg, action).await,
             Command::Config { .. } | Command::Analytics { .. } => Ok(()),
         }
     })

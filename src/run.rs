@@ -158,6 +158,61 @@ pub async fn migrate(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `pricestream keys …`
+pub async fn keys(cfg: Config, action: crate::KeysAction) -> anyhow::Result<()> {
+    let store = open_store(&cfg, cfg.store.auto_migrate).await?;
+    match action {
+        crate::KeysAction::Create { name, scopes, tier } => {
+            const SCOPES: [&str; 3] = ["read", "alerts:write", "admin"];
+            if let Some(bad) = scopes
+                .split([',', ' '])
+                .find(|s| !s.is_empty() && !SCOPES.contains(s))
+            {
+                anyhow::bail!("unknown scope {bad:?}; expected {}", SCOPES.join(", "));
+            }
+            if !cfg.api.auth.tiers.contains_key(&tier) {
+                let known: Vec<&String> = cfg.api.auth.tiers.keys().collect();
+                anyhow::bail!("unknown tier {tier:?}; configured tiers: {known:?}");
+            }
+            let (key, record) =
+                pricestream_api::auth::new_key(&name, &scopes, &tier, SystemClock.now_ns())
+                    .context("generating a key")?;
+            store
+                .create_api_key(&record)
+                .await
+                .context("storing the key")?;
+            println!("{key}");
+            eprintln!(
+                "key {} ({}) created with scopes [{}], tier {}; it is shown only this once",
+                record.id, record.name, record.scopes, record.tier
+            );
+        }
+        crate::KeysAction::List => {
+            for k in store.list_api_keys().await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    k.id,
+                    k.name,
+                    k.scopes,
+                    k.tier,
+                    if k.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    }
+                );
+            }
+        }
+        crate::KeysAction::Revoke { id } => {
+            if !store.revoke_api_key(&id, SystemClock.now_ns()).await? {
+                anyhow::bail!("no active key with id {id:?}");
+            }
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
 /// `pricestream serve`
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let metrics = install_metrics()?;
@@ -172,6 +227,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             lake_dir: cfg.lake.enabled.then(|| cfg.lake_dir()),
             pipeline: None,
             live: None,
+            auth: pricestream_api::auth::Auth::new(cfg.api.auth.clone()),
         },
         stop.clone(),
         &fatal,
@@ -290,6 +346,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 live_hub.clone(),
                 cfg.api.stream_max_connections,
             )),
+            auth: pricestream_api::auth::Auth::new(cfg.api.auth.clone()),
         },
         stop_api.clone(),
         &fatal,

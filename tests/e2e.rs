@@ -473,6 +473,46 @@ fn config_check_and_migrate_work_and_bad_config_is_refused() {
     );
     assert!(dir.path().join("data/pricestream.db").exists());
 
+    // API keys: created once, listed without secrets, revoked
+    let cli = |args: &[&str]| {
+        Command::new(BIN)
+            .args(["--config", config.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&[
+        "keys", "create", "--name", "notebook", "--scopes", "read", "--tier", "basic",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(key.starts_with("ps_"), "{key}");
+    let id = key.split('_').nth(1).unwrap().to_string();
+    let listed = String::from_utf8_lossy(&cli(&["keys", "list"]).stdout).into_owned();
+    assert!(
+        listed.contains(&id) && listed.contains("notebook") && listed.contains("active"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&key), "the secret was listed");
+    assert!(cli(&["keys", "revoke", &id]).status.success());
+    assert!(String::from_utf8_lossy(&cli(&["keys", "list"]).stdout).contains("revoked"));
+    assert!(
+        !cli(&["keys", "revoke", &id]).status.success(),
+        "revoked twice"
+    );
+    assert!(!cli(&["keys", "create", "--name", "x", "--scopes", "root"])
+        .status
+        .success());
+    assert!(
+        !cli(&["keys", "create", "--name", "x", "--tier", "platinum"])
+            .status
+            .success()
+    );
+
     let out = Command::new(BIN)
         .args(["--config", config.to_str().unwrap(), "config", "check"])
         .env("PRICESTREAM_PIPELINE__WINDOWS", "3")

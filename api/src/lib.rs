@@ -1,5 +1,6 @@
 //! The HTTP API (axum): health, history, symbols and Prometheus metrics.
 
+pub mod auth;
 pub mod error;
 pub mod metrics;
 pub mod process;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub pipeline: Option<PipelineHealth>,
     /// The live stream, when this process runs a pipeline.
     pub live: Option<stream::LiveStream>,
+    /// API keys and rate limits.
+    pub auth: Arc<auth::Auth>,
 }
 
 /// What `/health/ready` checks of the pipeline.
@@ -52,6 +55,7 @@ pub struct ApiConfig {
     pub stream_max_connections: usize,
     /// Events a stream client may fall behind before it loses the oldest.
     pub stream_buffer_events: usize,
+    pub auth: auth::AuthConfig,
 }
 
 impl Default for ApiConfig {
@@ -61,6 +65,7 @@ impl Default for ApiConfig {
             max_page_rows: 10_000,
             stream_max_connections: 1_000,
             stream_buffer_events: 4_096,
+            auth: auth::AuthConfig::default(),
         }
     }
 }
@@ -70,10 +75,7 @@ pub fn router(state: AppState, cfg: &ApiConfig) -> Router {
     let limits = routes::Limits {
         max_page_rows: cfg.max_page_rows.max(1),
     };
-    Router::new()
-        .route("/health/live", get(routes::live))
-        .route("/health/ready", get(routes::ready))
-        .route("/metrics", get(routes::metrics))
+    let v1 = Router::new()
         .route("/v1/symbols", get(routes::symbols))
         .route("/v1/ohlcv", get(routes::ohlcv))
         .route("/v1/seasonality", get(routes::seasonality))
@@ -81,6 +83,15 @@ pub fn router(state: AppState, cfg: &ApiConfig) -> Router {
         .route("/v1/quotes/latest", get(routes::latest_quotes))
         .route("/v1/runs", get(routes::runs))
         .route("/v1/stream", get(stream::stream))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::guard,
+        ));
+    Router::new()
+        .route("/health/live", get(routes::live))
+        .route("/health/ready", get(routes::ready))
+        .route("/metrics", get(routes::metrics))
+        .merge(v1)
         .fallback(routes::not_found)
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn(trace::request_span))

@@ -26,6 +26,7 @@ async fn state(dir: &tempfile::TempDir, pipeline: Option<PipelineHealth>) -> App
         pipeline,
         lake_dir: None,
         live: None,
+        auth: pricestream_api::auth::Auth::new(Default::default()),
     }
 }
 

@@ -48,6 +48,7 @@ async fn json_logs_carry_the_request_span_fields() {
         pipeline: None,
         lake_dir: None,
         live: None,
+        auth: pricestream_api::auth::Auth::new(Default::default()),
     };
     let req = Request::get("/v1/ohlcv?symbol=BTC-USDT")
         .header("x-request-id", "req-42")

@@ -43,6 +43,7 @@ async fn serve(hub: LiveHub, max_connections: usize) -> (u16, tempfile::TempDir)
         lake_dir: None,
         pipeline: None,
         live: Some(LiveStream::new(hub, max_connections)),
+        auth: pricestream_api::auth::Auth::new(Default::default()),
     };
     let app = router(state, &ApiConfig::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

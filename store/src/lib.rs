@@ -76,6 +76,20 @@ pub struct SignalQuery {
     pub limit: u32,
 }
 
+/// An API key as stored: the secret itself is never kept, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub name: String,
+    #[serde(skip)]
+    pub secret_hash: String,
+    /// Space-separated scopes, e.g. `read alerts:write`.
+    pub scopes: String,
+    pub tier: String,
+    pub created_at: TimestampNs,
+    pub revoked_at: Option<TimestampNs>,
+}
+
 /// The relational store. Two real implementations (SQLite, PostgreSQL) share this trait.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -104,6 +118,13 @@ pub trait Store: Send + Sync {
     /// bucket_start)`.
     async fn upsert_signals(&self, signals: &[Signal]) -> Result<()>;
     async fn query_signals(&self, q: &SignalQuery) -> Result<Vec<Signal>>;
+    /// Stores a new API key.
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>>;
+    /// Marks a key revoked; false when no such active key exists.
+    async fn revoke_api_key(&self, id: &str, at: TimestampNs) -> Result<bool>;
+    /// The key with this secret hash, revoked or not.
+    async fn find_api_key(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>>;
 }
 
 /// Opens the store named by `url` (`sqlite://path` or `postgres://…`) with default pool

@@ -15,7 +15,10 @@ use sqlx::{PgPool, Row};
 
 use crate::codes;
 use crate::options::{StoreOptions, TimescaleConfig};
-use crate::{BarQuery, DeadLetter, Result, RunFilter, SignalQuery, Store, StoreError, SymbolInfo};
+use crate::{
+    ApiKeyRecord, BarQuery, DeadLetter, Result, RunFilter, SignalQuery, Store, StoreError,
+    SymbolInfo,
+};
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -357,6 +360,18 @@ fn bind_quotes<'q>(
         .bind(&c.ts_event)
         .bind(&c.ts_ingest)
         .bind(&c.ts_event_us)
+}
+
+fn api_key_from_row(r: &sqlx::postgres::PgRow) -> Result<crate::ApiKeyRecord> {
+    Ok(crate::ApiKeyRecord {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        secret_hash: r.try_get("secret_hash")?,
+        scopes: r.try_get("scopes")?,
+        tier: r.try_get("tier")?,
+        created_at: r.try_get("created_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+    })
 }
 
 #[async_trait]
@@ -768,6 +783,48 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(signal_from_row).collect()
+    }
+
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, secret_hash, scopes, tier, created_at, revoked_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&key.id)
+        .bind(&key.name)
+        .bind(&key.secret_hash)
+        .bind(&key.scopes)
+        .bind(&key.tier)
+        .bind(key.created_at)
+        .bind(key.revoked_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(api_key_from_row).collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: i64) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(at)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn find_api_key(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE secret_hash = $1")
+            .bind(secret_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(api_key_from_row).transpose()
     }
 }
 

@@ -12,7 +12,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use crate::codes;
-use crate::{BarQuery, DeadLetter, Result, RunFilter, SignalQuery, Store, StoreError, SymbolInfo};
+use crate::{
+    ApiKeyRecord, BarQuery, DeadLetter, Result, RunFilter, SignalQuery, Store, StoreError,
+    SymbolInfo,
+};
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -108,6 +111,18 @@ fn bind_quote<'q>(
         .bind(q.ts_event)
         .bind(q.ts_event)
         .bind(q.ts_ingest)
+}
+
+fn api_key_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<crate::ApiKeyRecord> {
+    Ok(crate::ApiKeyRecord {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        secret_hash: r.try_get("secret_hash")?,
+        scopes: r.try_get("scopes")?,
+        tier: r.try_get("tier")?,
+        created_at: r.try_get("created_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+    })
 }
 
 #[async_trait]
@@ -435,5 +450,47 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, secret_hash, scopes, tier, created_at, revoked_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&key.id)
+        .bind(&key.name)
+        .bind(&key.secret_hash)
+        .bind(&key.scopes)
+        .bind(&key.tier)
+        .bind(key.created_at)
+        .bind(key.revoked_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(api_key_from_row).collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: i64) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(at)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn find_api_key(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE secret_hash = ?")
+            .bind(secret_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(api_key_from_row).transpose()
     }
 }

@@ -138,6 +138,7 @@ async fn migrations_run_from_empty_and_schema_check_refuses_unmigrated() {
     assert_eq!(
         tables,
         [
+            "api_keys",
             "bars",
             "dead_letters",
             "ingestion_runs",
@@ -717,5 +718,37 @@ async fn open_dispatches_postgres_urls_and_sets_the_statement_timeout() {
             .await
             .unwrap();
     dyn_store.ping().await.unwrap();
+    p.drop().await;
+}
+
+#[tokio::test]
+async fn api_keys_are_found_by_hash_and_revoked_once() {
+    let Some(p) = migrated("apikeys").await else {
+        return;
+    };
+    let key = pricestream_store::ApiKeyRecord {
+        id: "abc123".into(),
+        name: "notebook".into(),
+        secret_hash: "f00d".into(),
+        scopes: "read alerts:write".into(),
+        tier: "basic".into(),
+        created_at: DAY0,
+        revoked_at: None,
+    };
+    p.store.create_api_key(&key).await.unwrap();
+    assert!(
+        p.store.create_api_key(&key).await.is_err(),
+        "duplicate id accepted"
+    );
+    assert_eq!(
+        p.store.find_api_key("f00d").await.unwrap(),
+        Some(key.clone())
+    );
+    assert_eq!(p.store.find_api_key("beef").await.unwrap(), None);
+    assert!(p.store.revoke_api_key("abc123", DAY0 + 1).await.unwrap());
+    assert!(!p.store.revoke_api_key("abc123", DAY0 + 2).await.unwrap());
+    let listed = p.store.list_api_keys().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].revoked_at, Some(DAY0 + 1));
     p.drop().await;
 }
