@@ -93,6 +93,8 @@ pub fn router(state: AppState, cfg: &ApiConfig) -> Router {
         .route("/metrics", get(routes::metrics))
         .merge(v1)
         .fallback(routes::not_found)
+        // gzip or zstd, as the client's Accept-Encoding asks
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn(trace::request_span))
         .layer(axum::Extension(limits))

@@ -156,3 +156,57 @@ async fn rate_limits_per_key_with_retry_after() {
         assert_eq!(call(&app, "/health/live", None).await.0, StatusCode::OK);
     }
 }
+
+#[tokio::test]
+async fn responses_are_compressed_when_asked() {
+    use std::io::Read;
+    let (app, store, _dir) = app(AuthConfig::default()).await;
+    let bars: Vec<pricestream_schemas::Bar> = (0..500)
+        .map(|m| pricestream_schemas::Bar {
+            venue: pricestream_schemas::Venue::Binance,
+            symbol: pricestream_schemas::Symbol::new("BTC-USDT").unwrap(),
+            interval: pricestream_schemas::Interval::M1,
+            bucket_start: m * 60_000_000_000,
+            open: 1.0,
+            high: 2.0,
+            low: 0.5,
+            close: 1.5,
+            volume: 3.0,
+            notional: 4.5,
+            vwap: 1.5,
+            trade_count: 7,
+            revision: 0,
+            ts_event: m * 60_000_000_000 + 1,
+            ts_ingest: m * 60_000_000_000 + 2,
+        })
+        .collect();
+    store.upsert_bars(&bars).await.unwrap();
+    let path = "/v1/ohlcv?symbol=BTC-USDT&from=0&limit=500";
+    let plain = call(&app, path, None).await.2;
+    let req = Request::get(path)
+        .header("accept-encoding", "gzip")
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert!(
+        body.len() * 5 < plain.len(),
+        "gzip {} vs plain {}",
+        body.len(),
+        plain.len()
+    );
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_string(&mut json)
+        .unwrap();
+    assert_eq!(json, plain);
+    let req = Request::get(path)
+        .header("accept-encoding", "zstd")
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.headers()["content-encoding"], "zstd");
+}
