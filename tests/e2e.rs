@@ -401,6 +401,14 @@ fn embedded_run_serves_and_lands_the_same_bars() {
     assert_eq!(status, 200, "{runs}");
     let runs: Value = serde_json::from_str(&runs).unwrap();
     assert_eq!(runs["runs"][0]["status"], "running");
+    let run_id = runs["runs"][0]["id"].as_str().unwrap();
+    let (status, one) = get(port, &format!("/v1/runs/{run_id}")).unwrap();
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&one).unwrap()["run"]["connector"],
+        "synthetic"
+    );
+    assert_eq!(get(port, "/v1/runs/no-such-run").unwrap().0, 404);
     assert_eq!(get(port, "/v1/runs?status=sleeping").unwrap().0, 400);
 
     // metrics carry the pipeline's counters

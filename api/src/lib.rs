@@ -82,6 +82,7 @@ pub fn router(state: AppState, cfg: &ApiConfig) -> Router {
         .route("/v1/signals", get(routes::signals))
         .route("/v1/quotes/latest", get(routes::latest_quotes))
         .route("/v1/runs", get(routes::runs))
+        .route("/v1/runs/{id}", get(routes::run_by_id))
         .route("/v1/stream", get(stream::stream))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

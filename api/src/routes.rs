@@ -451,10 +451,27 @@ pub async fn runs(
         }
     };
     let filter = pricestream_store::RunFilter {
+        id: None,
         connector: param(&q, "connector").map(str::to_string),
         status,
         limit: limit_param(&q, limits, 100)?,
     };
     let runs = state.store.list_runs(&filter).await?;
     Ok(Json(json!({ "count": runs.len(), "runs": runs })))
+}
+
+/// `GET /v1/runs/{id}`: one ingestion run.
+pub async fn run_by_id(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<serde_json::Value>> {
+    let filter = pricestream_store::RunFilter {
+        id: Some(id.clone()),
+        limit: 1,
+        ..Default::default()
+    };
+    match state.store.list_runs(&filter).await?.into_iter().next() {
+        Some(run) => Ok(Json(json!({ "run": run }))),
+        None => Err(ApiError::NotFound(format!("no ingestion run {id:?}"))),
+    }
 }

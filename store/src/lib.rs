@@ -59,6 +59,8 @@ pub struct SymbolInfo {
 /// Filter for listing ingestion runs.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunFilter {
+    /// One run by id.
+    pub id: Option<String>,
     pub connector: Option<String>,
     pub status: Option<RunStatus>,
     pub limit: u32,

@@ -644,11 +644,13 @@ impl Store for PgStore {
             "SELECT id, connector, status, started_at, finished_at, quotes, error
              FROM ingestion_runs
              WHERE ($1::text IS NULL OR connector = $1) AND ($2::text IS NULL OR status = $2)
+               AND ($4::text IS NULL OR id = $4)
              ORDER BY started_at DESC, id LIMIT $3",
         )
         .bind(&f.connector)
         .bind(f.status.map(|s| s.as_str()))
         .bind(i64::from(f.limit.max(1)))
+        .bind(&f.id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

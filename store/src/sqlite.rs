@@ -309,12 +309,15 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "SELECT * FROM ingestion_runs
              WHERE (? IS NULL OR connector = ?) AND (? IS NULL OR status = ?)
+               AND (? IS NULL OR id = ?)
              ORDER BY started_at DESC, id LIMIT ?",
         )
         .bind(&f.connector)
         .bind(&f.connector)
         .bind(f.status.map(|s| s.as_str()))
         .bind(f.status.map(|s| s.as_str()))
+        .bind(&f.id)
+        .bind(&f.id)
         .bind(i64::from(f.limit.max(1)))
         .fetch_all(&self.pool)
         .await?;
