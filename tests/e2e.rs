@@ -103,6 +103,12 @@ fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
 data_dir = "{data}"
 [api]
 listen = "127.0.0.1:{port}"
+[api.auth.tiers.anonymous]
+requests_per_sec = 1000.0
+burst = 1000
+[api.auth.tiers.basic]
+requests_per_sec = 50.0
+burst = 100
 [bus]
 partitions = 4
 [pipeline]

@@ -52,7 +52,7 @@ impl Default for AuthConfig {
         AuthConfig {
             required: false,
             tiers: [
-                ("anonymous".to_string(), tier(20.0, 40)),
+                ("anonymous".to_string(), tier(100.0, 200)),
                 ("basic".to_string(), tier(50.0, 100)),
                 ("pro".to_string(), tier(500.0, 1_000)),
             ]
