@@ -1,6 +1,7 @@
 //! `pricestream`: the command-line entry point. Wiring only; the work lives in the crates.
 
 mod analytics;
+mod bench;
 mod config;
 mod run;
 
@@ -47,6 +48,8 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Throughput, latency and memory figures of the in-process pipeline.
+    Bench(bench::BenchArgs),
     /// Batch analytics over the lake.
     Analytics {
         #[command(subcommand)]
@@ -122,6 +125,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Command::Run => run::run(cfg).await,
             Command::Serve => run::serve(cfg).await,
             Command::Migrate => run::migrate(cfg).await,
+            Command::Bench(args) => bench::bench(cfg, args).await,
             Command::Config { .. } | Command::Analytics { .. } => Ok(()),
         }
     })
