@@ -189,6 +189,18 @@ fn reset_peak_rss() {
     }
 }
 
+/// CPU time of the whole process (user + system), seconds, from `/proc/self/stat`
+/// (clock ticks of 10 ms).
+fn process_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // the fields after the command name, which is in parentheses and may hold spaces
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -214,6 +226,10 @@ struct Figures {
     latency: Option<(f64, f64)>,
     latency_lake: Option<(f64, f64)>,
     peak_rss_mib: Option<f64>,
+    /// RSS when the scenario started (the pre-generated stream, earlier scenarios' heap).
+    rss_before_mib: Option<f64>,
+    /// CPU seconds the process used during the scenario (workers, publisher, sink).
+    cpu_secs: Option<f64>,
     load_before: String,
 }
 
@@ -230,19 +246,22 @@ impl Figures {
             )
         };
         println!(
-            "{:<12} workers={} quotes={} time={:.2}s rate={:.0}/s bars={} signals={} dead={} \
-             latency_ms(p50/p99)={} lake_latency_ms(p50/p99)={} peak_rss={:.0}MiB load_before=[{}]",
+            "{:<12} workers={} quotes={} time={:.2}s rate={:.0}/s cpu={:.2}s ({:.0} ns/quote) bars={} signals={} dead={} \
+             latency_ms(p50/p99)={} lake_latency_ms(p50/p99)={} peak_rss={:.0}MiB (at start {:.0}MiB) load_before=[{}]",
             self.name,
             self.workers,
             self.quotes,
             self.elapsed.as_secs_f64(),
             self.rate(),
+            self.cpu_secs.unwrap_or(f64::NAN),
+            self.cpu_secs.unwrap_or(f64::NAN) * 1e9 / self.quotes.max(1) as f64,
             self.bars,
             self.signals,
             self.dead,
             ms(self.latency),
             ms(self.latency_lake),
             self.peak_rss_mib.unwrap_or(f64::NAN),
+            self.rss_before_mib.unwrap_or(f64::NAN),
             self.load_before,
         );
     }
@@ -346,6 +365,8 @@ async fn run_scenario(
     };
     let (tx, rx) = mpsc::channel::<SinkBatch>(256);
     reset_peak_rss();
+    let rss_before_mib = rss_mib();
+    let cpu_before = process_cpu_secs();
     let started = Instant::now();
     let sink_task = match &sink_kind {
         SinkKind::Consume => tokio::spawn(async move { Ok(consume(rx).await) }),
@@ -389,6 +410,7 @@ async fn run_scenario(
         .context("pipeline")?;
     let totals = sink_task.await.context("sink task")??;
     let elapsed = started.elapsed();
+    let cpu_secs = process_cpu_secs().zip(cpu_before).map(|(b, a)| b - a);
     let peak = peak_rss_mib();
     let pick = |sink: &str| -> Option<(f64, f64)> {
         let s = samples.lock().ok()?;
@@ -413,6 +435,8 @@ async fn run_scenario(
         latency,
         latency_lake,
         peak_rss_mib: peak,
+        rss_before_mib,
+        cpu_secs,
         load_before,
     })
 }
@@ -460,6 +484,36 @@ pub async fn bench(cfg: Config, args: BenchArgs) -> anyhow::Result<()> {
     );
     let mut all: Vec<Figures> = Vec::new();
 
+    // First, while the process is still small: the peak RSS is a high-water mark, and
+    // memory freed by earlier scenarios is not always given back to the system.
+    if args.memory_symbols > 0 {
+        let syms = symbols(args.memory_symbols)?;
+        let market = SyntheticMarket::new(
+            args.seed,
+            &syms,
+            START_NS,
+            args.memory_trades_per_sec,
+            0.6,
+            args.disorder_fraction,
+            args.disorder_max_ms,
+        );
+        let n = (args.memory_symbols as f64
+            * args.memory_trades_per_sec
+            * (args.memory_minutes * 60) as f64) as u64;
+        let w = args.workers.iter().copied().max().unwrap_or(2);
+        let f = run_scenario(
+            &cfg,
+            "memory",
+            w,
+            Feed::Live(Box::new(market), n),
+            SinkKind::Consume,
+            &samples,
+        )
+        .await?;
+        f.print();
+        all.push(f);
+    }
+
     if args.quotes > 0 && !args.workers.is_empty() {
         let t = Instant::now();
         let stream = generate(&args, args.quotes)?;
@@ -474,8 +528,8 @@ pub async fn bench(cfg: Config, args: BenchArgs) -> anyhow::Result<()> {
             let mut best: Option<Figures> = None;
             for _ in 0..args.repeat.max(1) {
                 let feed = Feed::Batches(stream.clone());
-                let f = run_scenario(&cfg, "throughput", w, feed, SinkKind::Consume, &samples)
-                    .await?;
+                let f =
+                    run_scenario(&cfg, "throughput", w, feed, SinkKind::Consume, &samples).await?;
                 f.print();
                 if best.as_ref().is_none_or(|b| f.rate() > b.rate()) {
                     best = Some(f);
@@ -506,55 +560,30 @@ pub async fn bench(cfg: Config, args: BenchArgs) -> anyhow::Result<()> {
         all.push(f);
     }
 
-    if args.memory_symbols > 0 {
-        let syms = symbols(args.memory_symbols)?;
-        let market = SyntheticMarket::new(
-            args.seed,
-            &syms,
-            START_NS,
-            args.memory_trades_per_sec,
-            0.6,
-            args.disorder_fraction,
-            args.disorder_max_ms,
-        );
-        let n = (args.memory_symbols as f64
-            * args.memory_trades_per_sec
-            * (args.memory_minutes * 60) as f64) as u64;
-        let w = args.workers.iter().copied().max().unwrap_or(2);
-        let f = run_scenario(
-            &cfg,
-            "memory",
-            w,
-            Feed::Live(Box::new(market), n),
-            SinkKind::Consume,
-            &samples,
-        )
-        .await?;
-        f.print();
-        all.push(f);
-    }
-
     println!();
-    println!("# summary (best of {} per throughput row)", args.repeat.max(1));
     println!(
-        "| scenario | workers | quotes | quotes/s | bar→sink p50 ms | p99 ms | peak RSS MiB |"
+        "# summary (best of {} per throughput row)",
+        args.repeat.max(1)
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| scenario | workers | quotes | quotes/s | CPU ns/quote | bar→sink p50 ms | p99 ms | peak RSS MiB | load avg before |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     for f in &all {
-        let (p50, p99) = f
-            .latency
-            .map_or(("-".into(), "-".into()), |(a, b)| {
-                (format!("{:.2}", a * 1e3), format!("{:.2}", b * 1e3))
-            });
+        let (p50, p99) = f.latency.map_or(("-".into(), "-".into()), |(a, b)| {
+            (format!("{:.2}", a * 1e3), format!("{:.2}", b * 1e3))
+        });
         println!(
-            "| {} | {} | {} | {:.0} | {} | {} | {:.0} |",
+            "| {} | {} | {} | {:.0} | {:.0} | {} | {} | {:.0} | {} |",
             f.name,
             f.workers,
             f.quotes,
             f.rate(),
+            f.cpu_secs.unwrap_or(f64::NAN) * 1e9 / f.quotes.max(1) as f64,
             p50,
             p99,
-            f.peak_rss_mib.unwrap_or(f64::NAN)
+            f.peak_rss_mib.unwrap_or(f64::NAN),
+            f.load_before
         );
     }
     let rate = |w: usize| {

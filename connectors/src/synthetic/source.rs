@@ -56,6 +56,8 @@ pub struct SyntheticMarket {
     /// ties going to the lower index.
     due: BinaryHeap<Reverse<(TimestampNs, usize)>>,
     held: Vec<Option<Quote>>,
+    /// Slots of `held` that were delivered and can be reused.
+    free: Vec<usize>,
     seq: u64,
 }
 
@@ -98,6 +100,7 @@ impl SyntheticMarket {
             disorder_max_ns: disorder_max_ms.max(0) * 1_000_000,
             delivery: BinaryHeap::new(),
             held: Vec::new(),
+            free: Vec::new(),
             seq: 0,
         }
     }
@@ -142,9 +145,17 @@ impl SyntheticMarket {
             ts_event: ts,
             ts_ingest: deliver_at,
         };
-        self.held.push(Some(quote));
-        self.delivery
-            .push(Reverse((deliver_at, self.seq, self.held.len() - 1)));
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.held[slot] = Some(quote);
+                slot
+            }
+            None => {
+                self.held.push(Some(quote));
+                self.held.len() - 1
+            }
+        };
+        self.delivery.push(Reverse((deliver_at, self.seq, slot)));
         self.seq += 1;
     }
 
@@ -178,10 +189,10 @@ impl Iterator for SyntheticMarket {
     fn next(&mut self) -> Option<Quote> {
         self.fill();
         let Reverse((_, _, slot)) = self.delivery.pop()?;
+        // A slot is reused once delivered: with many symbols the delivery queue is never
+        // empty, and the slots must not grow with the stream.
         let q = self.held.get_mut(slot).and_then(Option::take);
-        if self.delivery.is_empty() {
-            self.held.clear();
-        }
+        self.free.push(slot);
         q
     }
 }
