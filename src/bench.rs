@@ -60,6 +60,10 @@ pub struct BenchArgs {
     /// Trades through the real SQLite + lake sink (0 skips it).
     #[arg(long, default_value_t = 1_000_000)]
     pub real_sink_quotes: u64,
+    /// Publish rates of the real-sink runs, quotes per second; 0 is as fast as possible
+    /// (latency is then mostly queueing behind the sink).
+    #[arg(long, value_delimiter = ',', default_value = "0,100000")]
+    pub real_sink_rates: Vec<u64>,
     /// Symbols of the memory scenario (0 skips it).
     #[arg(long, default_value_t = 10_000)]
     pub memory_symbols: usize,
@@ -280,8 +284,8 @@ enum SinkKind {
 
 /// What feeds the bus.
 enum Feed {
-    /// Pre-generated batches.
-    Batches(Vec<Vec<Quote>>),
+    /// Pre-generated batches, at most this many quotes per second (0: no limit).
+    Batches(Vec<Vec<Quote>>, u64),
     /// A generator running while the pipeline runs.
     Live(Box<SyntheticMarket>, u64),
 }
@@ -318,10 +322,17 @@ async fn consume(mut rx: mpsc::Receiver<SinkBatch>) -> SinkTotals {
 async fn publish(feed: Feed, publisher: Arc<dyn QuotePublisher>) -> anyhow::Result<u64> {
     let mut sent = 0;
     match feed {
-        Feed::Batches(batches) => {
+        Feed::Batches(batches, rate) => {
+            let started = Instant::now();
             for b in batches {
                 sent += b.len() as u64;
                 publisher.publish(b).await?;
+                if rate > 0 {
+                    let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
             }
         }
         Feed::Live(mut market, n) => {
@@ -527,7 +538,7 @@ pub async fn bench(cfg: Config, args: BenchArgs) -> anyhow::Result<()> {
         for &w in &args.workers {
             let mut best: Option<Figures> = None;
             for _ in 0..args.repeat.max(1) {
-                let feed = Feed::Batches(stream.clone());
+                let feed = Feed::Batches(stream.clone(), 0);
                 let f =
                     run_scenario(&cfg, "throughput", w, feed, SinkKind::Consume, &samples).await?;
                 f.print();
@@ -541,23 +552,31 @@ pub async fn bench(cfg: Config, args: BenchArgs) -> anyhow::Result<()> {
 
     if args.real_sink_quotes > 0 {
         let stream = generate(&args, args.real_sink_quotes)?;
-        let dir = std::env::temp_dir().join(format!("pricestream-bench-{}", std::process::id()));
         let w = args.workers.iter().copied().max().unwrap_or(2);
-        let result = run_scenario(
-            &cfg,
-            "real_sink",
-            w,
-            Feed::Batches(stream),
-            SinkKind::Real(dir.clone()),
-            &samples,
-        )
-        .await;
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            tracing::warn!(error = %e, dir = %dir.display(), "cannot remove the bench directory");
+        for &rate in &args.real_sink_rates {
+            let dir = std::env::temp_dir()
+                .join(format!("pricestream-bench-{}-{rate}", std::process::id()));
+            let name = if rate == 0 {
+                "real_sink".to_string()
+            } else {
+                format!("real_sink@{rate}/s")
+            };
+            let result = run_scenario(
+                &cfg,
+                &name,
+                w,
+                Feed::Batches(stream.clone(), rate),
+                SinkKind::Real(dir.clone()),
+                &samples,
+            )
+            .await;
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(error = %e, dir = %dir.display(), "cannot remove the bench directory");
+            }
+            let f = result?;
+            f.print();
+            all.push(f);
         }
-        let f = result?;
-        f.print();
-        all.push(f);
     }
 
     println!();
@@ -566,15 +585,19 @@ pub async fn bench(cfg: Config, args: BenchArgs) -> anyhow::Result<()> {
         args.repeat.max(1)
     );
     println!(
-        "| scenario | workers | quotes | quotes/s | CPU ns/quote | bar→sink p50 ms | p99 ms | peak RSS MiB | load avg before |"
+        "| scenario | workers | quotes | quotes/s | CPU ns/quote | bar→sink p50 ms | p99 ms | bar→lake p50 ms | p99 ms | peak RSS MiB | load avg before |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for f in &all {
-        let (p50, p99) = f.latency.map_or(("-".into(), "-".into()), |(a, b)| {
-            (format!("{:.2}", a * 1e3), format!("{:.2}", b * 1e3))
-        });
+        let ms = |l: Option<(f64, f64)>| -> (String, String) {
+            l.map_or(("-".into(), "-".into()), |(a, b)| {
+                (format!("{:.2}", a * 1e3), format!("{:.2}", b * 1e3))
+            })
+        };
+        let (p50, p99) = ms(f.latency);
+        let (l50, l99) = ms(f.latency_lake);
         println!(
-            "| {} | {} | {} | {:.0} | {:.0} | {} | {} | {:.0} | {} |",
+            "| {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {:.0} | {} |",
             f.name,
             f.workers,
             f.quotes,
@@ -582,6 +605,8 @@ pub async fn bench(cfg: Config, args: BenchArgs) -> anyhow::Result<()> {
             f.cpu_secs.unwrap_or(f64::NAN) * 1e9 / f.quotes.max(1) as f64,
             p50,
             p99,
+            l50,
+            l99,
             f.peak_rss_mib.unwrap_or(f64::NAN),
             f.load_before
         );
