@@ -1,6 +1,7 @@
 //! `pricestream`: the command-line entry point. Wiring only; the work lives in the crates.
 
 mod analytics;
+mod bench;
 mod config;
 mod run;
 
@@ -52,6 +53,8 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Throughput, latency and memory figures of the in-process pipeline.
+    Bench(bench::BenchArgs),
     /// Batch analytics over the lake.
     Analytics {
         #[command(subcommand)]
@@ -148,6 +151,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Command::Serve => run::serve(cfg).await,
             Command::Migrate => run::migrate(cfg).await,
             Command::Keys { action } => run::keys(cfg, action).await,
+            Command::Bench(args) => bench::bench(cfg, args).await,
             Command::Config { .. } | Command::Analytics { .. } => Ok(()),
         }
     })

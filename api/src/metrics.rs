@@ -5,7 +5,9 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 pub const REQUESTS: &str = "pricestream_api_requests_total";
 pub const REQUEST_SECONDS: &str = "pricestream_api_request_duration_seconds";
@@ -23,14 +25,21 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 const SIZE_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0];
 
-/// Installs the global Prometheus recorder (once per process) and returns its handle.
-pub fn install_recorder() -> Result<PrometheusHandle, String> {
-    let handle = PrometheusBuilder::new()
+/// The Prometheus recorder with PriceStream's buckets, not installed (for a caller that
+/// wraps it, e.g. the benchmark harness).
+pub fn build_recorder() -> Result<PrometheusRecorder, String> {
+    Ok(PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_rows".into()), SIZE_BUCKETS))
         .map_err(|e| e.to_string())?
-        .install_recorder()
-        .map_err(|e| e.to_string())?;
+        .build_recorder())
+}
+
+/// Installs the global Prometheus recorder (once per process) and returns its handle.
+pub fn install_recorder() -> Result<PrometheusHandle, String> {
+    let recorder = build_recorder()?;
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
     metrics::describe_counter!(
         REQUESTS,
         metrics::Unit::Count,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use pricestream_schemas::Quote;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 pub mod error;
 pub use error::{BusError, Result};
@@ -65,23 +65,48 @@ pub fn partition_for(symbol: &pricestream_schemas::Symbol, partitions: u32) -> u
 }
 
 /// The embedded transport: bounded in-memory partitions.
+///
+/// A partition is a channel of quote *batches* plus a semaphore that counts the quotes in
+/// flight, so the bound is in quotes (`capacity` per partition) while a publish costs one
+/// channel send per partition touched, not one per quote.
 pub struct InProcessBus {
     partitions: u32,
-    senders: Mutex<Vec<mpsc::Sender<Quote>>>,
-    receivers: Mutex<Vec<Option<mpsc::Receiver<Quote>>>>,
+    capacity: usize,
+    senders: Mutex<Vec<PartitionTx>>,
+    receivers: Mutex<Vec<Option<PartitionRx>>>,
+}
+
+#[derive(Clone)]
+struct PartitionTx {
+    tx: mpsc::UnboundedSender<Vec<Quote>>,
+    room: Arc<Semaphore>,
+}
+
+struct PartitionRx {
+    rx: mpsc::UnboundedReceiver<Vec<Quote>>,
+    room: Arc<Semaphore>,
 }
 
 impl InProcessBus {
     /// A bus with `partitions` partitions of `capacity` quotes each.
     pub fn new(partitions: u32, capacity: usize) -> Arc<Self> {
+        let capacity = capacity.clamp(1, MAX_CAPACITY);
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..partitions.max(1))
             .map(|_| {
-                let (tx, rx) = mpsc::channel(capacity.max(1));
-                (tx, Some(rx))
+                let (tx, rx) = mpsc::unbounded_channel();
+                let room = Arc::new(Semaphore::new(capacity));
+                (
+                    PartitionTx {
+                        tx,
+                        room: Arc::clone(&room),
+                    },
+                    Some(PartitionRx { rx, room }),
+                )
             })
             .unzip();
         Arc::new(InProcessBus {
             partitions: partitions.max(1),
+            capacity,
             senders: Mutex::new(senders),
             receivers: Mutex::new(receivers),
         })
@@ -100,6 +125,7 @@ impl InProcessBus {
         }
         Ok(InProcessPublisher {
             senders: senders.clone(),
+            capacity: self.capacity,
         })
     }
 
@@ -115,6 +141,7 @@ impl InProcessBus {
                     partition: p as u32,
                     next_offset: 0,
                     rx,
+                    current: Vec::new().into_iter(),
                     open: true,
                 });
             }
@@ -123,22 +150,63 @@ impl InProcessBus {
     }
 }
 
+/// The largest partition capacity (the semaphore's permit limit is far above it).
+const MAX_CAPACITY: usize = 1 << 30;
+
 /// Publishes into the in-process bus.
 #[derive(Clone)]
 pub struct InProcessPublisher {
-    senders: Vec<mpsc::Sender<Quote>>,
+    senders: Vec<PartitionTx>,
+    capacity: usize,
+}
+
+impl InProcessPublisher {
+    /// Sends one partition's quotes, in order, in chunks that fit its capacity.
+    async fn send_partition(&self, p: usize, mut quotes: Vec<Quote>) -> Result<()> {
+        let part = &self.senders[p];
+        while !quotes.is_empty() {
+            let rest = if quotes.len() > self.capacity {
+                quotes.split_off(self.capacity)
+            } else {
+                Vec::new()
+            };
+            let n = u32::try_from(quotes.len()).map_err(|_| BusError::Closed)?;
+            // A closed semaphore means the reader is gone.
+            part.room
+                .acquire_many(n)
+                .await
+                .map_err(|_| BusError::Closed)?
+                .forget();
+            part.tx.send(quotes).map_err(|_| BusError::Closed)?;
+            quotes = rest;
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl QuotePublisher for InProcessPublisher {
     async fn publish(&self, quotes: Vec<Quote>) -> Result<()> {
         let n = self.senders.len() as u32;
+        if n == 1 {
+            return self.send_partition(0, quotes).await;
+        }
+        let per = quotes.len() / n as usize + 1;
+        let mut parts: Vec<Vec<Quote>> = Vec::new();
         for q in quotes {
             let p = partition_for(&q.symbol, n) as usize;
-            self.senders[p]
-                .send(q)
-                .await
-                .map_err(|_| BusError::Closed)?;
+            if parts.len() <= p {
+                parts.resize_with(p + 1, Vec::new);
+            }
+            if parts[p].capacity() == 0 {
+                parts[p].reserve(per);
+            }
+            parts[p].push(q);
+        }
+        for (p, batch) in parts.into_iter().enumerate() {
+            if !batch.is_empty() {
+                self.send_partition(p, batch).await?;
+            }
         }
         Ok(())
     }
@@ -147,8 +215,17 @@ impl QuotePublisher for InProcessPublisher {
 struct PartitionReader {
     partition: u32,
     next_offset: u64,
-    rx: mpsc::Receiver<Quote>,
+    rx: PartitionRx,
+    /// The rest of the batch being read.
+    current: std::vec::IntoIter<Quote>,
     open: bool,
+}
+
+impl Drop for PartitionReader {
+    fn drop(&mut self) {
+        // Publishers waiting for room fail instead of waiting forever.
+        self.rx.room.close();
+    }
 }
 
 /// A worker's partitions of the in-process bus.
@@ -164,32 +241,43 @@ impl QuoteSource for InProcessSource {
         // Round-robin over partitions so none starves.
         for i in 0..n {
             let part = &mut self.parts[(self.cursor + i) % n];
-            while part.open && taken < max {
-                match part.rx.try_recv() {
-                    Ok(q) => {
-                        out.push(Polled {
-                            position: Position {
-                                partition: part.partition,
-                                offset: part.next_offset,
-                            },
-                            quote: Ok(q),
-                        });
-                        part.next_offset += 1;
-                        taken += 1;
-                    }
+            let before = taken;
+            while taken < max {
+                if let Some(q) = part.current.next() {
+                    out.push(Polled {
+                        position: Position {
+                            partition: part.partition,
+                            offset: part.next_offset,
+                        },
+                        quote: Ok(q),
+                    });
+                    part.next_offset += 1;
+                    taken += 1;
+                    continue;
+                }
+                if !part.open {
+                    break;
+                }
+                match part.rx.rx.try_recv() {
+                    Ok(batch) => part.current = batch.into_iter(),
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => part.open = false,
                 }
+            }
+            if taken > before {
+                part.rx.room.add_permits(taken - before);
             }
         }
         if n > 0 {
             self.cursor = (self.cursor + 1) % n;
         }
-        Ok(if self.parts.iter().all(|p| !p.open) {
-            SourceState::Finished
-        } else {
-            SourceState::Open
-        })
+        Ok(
+            if self.parts.iter().all(|p| !p.open && p.current.len() == 0) {
+                SourceState::Finished
+            } else {
+                SourceState::Open
+            },
+        )
     }
 
     fn partitions(&self) -> Vec<u32> {

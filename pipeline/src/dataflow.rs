@@ -1,6 +1,6 @@
 //! The timely dataflow: sources → exchange by symbol → 1m windows → sink.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -129,6 +129,13 @@ pub fn run_with_progress(
         let sink_done = Rc::new(Cell::new(false));
         let sink_done_w = Rc::clone(&sink_done);
         let mut pending = SinkBatch { worker: index, ..Default::default() };
+        // Raw quotes for the sinks skip the rollup and signal operators: the window
+        // operator appends them here and the sink operator of the same worker takes them
+        // before it reads its frontier. A quote at time `t` is appended while the window
+        // operator still holds `t`, so it is taken no later than the batch whose frontier
+        // passes `t`, exactly as if it had flowed through the dataflow.
+        let raw_quotes: Rc<RefCell<Vec<Quote>>> = Rc::default();
+        let raw_quotes_w = Rc::clone(&raw_quotes);
         let mut last_reported_minute: Option<u64> = Some(0);
         let rollup_intervals = rollup_intervals.clone();
         let signal_params = signal_params.clone();
@@ -145,20 +152,19 @@ pub fn run_with_progress(
                     drop(cap);
                     let mut windows = BarWindows::new(Interval::M1, lateness);
                     let mut caps: BTreeMap<TimestampNs, Capability<u64>> = BTreeMap::new();
+                    let mut now_out: Vec<Output> = Vec::new();
                     move |(input, frontier), output| {
                         let f = frontier.frontier().first().map_or(i64::MAX, |t| to_ts(*t));
                         input.for_each_stamp(|cap, data| {
                             let Some(&t) = cap.least() else { return };
-                            let mut now_out: Vec<Output> = Vec::new();
+                            let mut raw = raw_quotes_w.borrow_mut();
                             for batch in data {
                                 for record in batch.drain(..) {
                                     match record {
                                         Record::Quote { quote, pwm } => {
                                             let eff = pwm.max(to_ts(t));
                                             let admitted = windows.offer(&quote, eff, f);
-                                            if keep_quotes && admitted != Admit::Late {
-                                                now_out.push(Output::Quote(quote.clone()));
-                                            }
+                                            let late = admitted == Admit::Late;
                                             match admitted {
                                                 Admit::Pending { end } => {
                                                     caps.entry(end).or_insert_with(|| {
@@ -187,6 +193,9 @@ pub fn run_with_progress(
                                                     }));
                                                 }
                                             }
+                                            if keep_quotes && !late {
+                                                raw.push(quote);
+                                            }
                                         }
                                         Record::Rejected { reason, error, payload, partition, offset } => {
                                             now_out.push(Output::Dead(DeadLetter {
@@ -204,7 +213,7 @@ pub fn run_with_progress(
                             }
                             if !now_out.is_empty() {
                                 let out_cap = cap.delayed(&t, 0);
-                                output.session(&out_cap).give_iterator(now_out.into_iter());
+                                output.session(&out_cap).give_iterator(now_out.drain(..));
                             }
                         });
                         for (end, bars) in windows.advance(f) {
@@ -224,12 +233,12 @@ pub fn run_with_progress(
                     let mut levels = rollups::levels(&rollup_intervals, lateness);
                     let mut caps: Vec<BTreeMap<TimestampNs, Capability<u64>>> =
                         (0..levels.len()).map(|_| BTreeMap::new()).collect();
+                    let mut out: Vec<Output> = Vec::new();
                     move |(input, frontier), output| {
                         let f = frontier.frontier().first().map_or(i64::MAX, |t| to_ts(*t));
                         input.for_each_stamp(|cap, data| {
                             let Some(&t) = cap.least() else { return };
                             let out_cap = cap.delayed(&t, 0);
-                            let mut out: Vec<Output> = Vec::new();
                             for batch in data {
                                 for o in batch.drain(..) {
                                     if let Output::Bar(b) = &o {
@@ -238,7 +247,7 @@ pub fn run_with_progress(
                                     out.push(o);
                                 }
                             }
-                            output.session(&out_cap).give_iterator(out.into_iter());
+                            output.session(&out_cap).give_iterator(out.drain(..));
                         });
                         for li in 0..levels.len() {
                             for (end, bars) in levels[li].advance(f) {
@@ -261,12 +270,12 @@ pub fn run_with_progress(
                     let mut stage = SignalStage::new(signal_params.clone(), lateness)
                         .with_profiles(Arc::clone(&profiles), seasonal);
                     let mut caps: BTreeMap<TimestampNs, Capability<u64>> = BTreeMap::new();
+                    let mut out: Vec<Output> = Vec::new();
                     move |(input, frontier), output| {
                         let f = frontier.frontier().first().map_or(i64::MAX, |t| to_ts(*t));
                         input.for_each_stamp(|cap, data| {
                             let Some(&t) = cap.least() else { return };
                             let out_cap = cap.delayed(&t, 0);
-                            let mut out: Vec<Output> = Vec::new();
                             for batch in data {
                                 for o in batch.drain(..) {
                                     if let Output::Bar(b) = &o {
@@ -279,7 +288,7 @@ pub fn run_with_progress(
                                     out.push(o);
                                 }
                             }
-                            output.session(&out_cap).give_iterator(out.into_iter());
+                            output.session(&out_cap).give_iterator(out.drain(..));
                         });
                         for (fin, signals) in stage.advance(f) {
                             let Some(c) = caps.remove(&fin) else { continue };
@@ -308,6 +317,15 @@ pub fn run_with_progress(
                             }
                         }
                     });
+                    // before the frontier is read (see `raw_quotes`)
+                    {
+                        let mut raw = raw_quotes.borrow_mut();
+                        if pending.quotes.is_empty() {
+                            std::mem::swap(&mut pending.quotes, &mut raw);
+                        } else {
+                            pending.quotes.append(&mut raw);
+                        }
+                    }
                     let f = frontier.frontier().first().copied();
                     let has_data = !pending.bars.is_empty()
                         || !pending.quotes.is_empty()
@@ -354,7 +372,7 @@ pub fn run_with_progress(
             for polled in buf.drain(..) {
                 match polled.quote {
                     Ok(quote) => {
-                        let pwm = wm.observe(polled.position.partition, quote.ts_event, now, &shared);
+                        let pwm = wm.observe_local(polled.position.partition, quote.ts_event, now);
                         input.send(Record::Quote { quote, pwm });
                     }
                     Err(rej) => {
@@ -375,6 +393,7 @@ pub fn run_with_progress(
             } else {
                 progress.heartbeat(index, now);
             }
+            wm.publish(&shared);
             let w = to_time(wm.advance(now, &shared));
             if w > *input.time() {
                 input.advance_to(w);

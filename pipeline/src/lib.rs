@@ -2,6 +2,7 @@
 //! the sink that makes its output durable.
 
 pub mod dataflow;
+pub mod hash;
 pub mod live;
 pub mod metrics;
 pub mod progress;

@@ -6,16 +6,20 @@
 //! children's revisions, so it depends only on the data, not on scheduling. State lives
 //! until the frontier passes `end + allowed_lateness`, after which no child can change.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use pricestream_analytics::rollup;
 use pricestream_schemas::{Bar, Interval, Symbol, TimestampNs, Venue};
+
+use crate::hash::FastMap;
 
 type Key = (Venue, Symbol, TimestampNs);
 
 #[derive(Debug, Default)]
 struct Parent {
-    children: BTreeMap<TimestampNs, Bar>,
+    /// The latest revision of each child, sorted by `bucket_start` (at most 24 of them:
+    /// a sorted vector costs far less memory than a tree for so few).
+    children: Vec<Bar>,
     emitted: bool,
 }
 
@@ -33,7 +37,7 @@ pub struct RollupLevel {
     pub child: Interval,
     pub parent: Interval,
     lateness: i64,
-    parents: HashMap<Key, Parent>,
+    parents: FastMap<Key, Parent>,
     closing: BTreeMap<TimestampNs, Vec<Key>>,
     purging: BTreeMap<TimestampNs, Vec<Key>>,
 }
@@ -44,16 +48,15 @@ impl RollupLevel {
             child,
             parent,
             lateness: allowed_lateness_ns.max(0),
-            parents: HashMap::new(),
+            parents: FastMap::default(),
             closing: BTreeMap::new(),
             purging: BTreeMap::new(),
         }
     }
 
     fn build(&self, key: &Key, p: &Parent) -> Option<Bar> {
-        let children: Vec<Bar> = p.children.values().cloned().collect();
-        let mut bar = rollup(&children, self.parent).into_iter().next()?;
-        bar.revision = p.children.values().map(|c| c.revision).sum();
+        let mut bar = rollup(&p.children, self.parent).into_iter().next()?;
+        bar.revision = p.children.iter().map(|c| c.revision).sum();
         debug_assert_eq!(bar.bucket_start, key.2);
         Some(bar)
     }
@@ -68,11 +71,16 @@ impl RollupLevel {
         let key = (bar.venue, bar.symbol.clone(), start);
         let is_new = !self.parents.contains_key(&key);
         let p = self.parents.entry(key.clone()).or_default();
-        match p.children.get(&bar.bucket_start) {
-            Some(old) if old.revision > bar.revision => {}
-            _ => {
-                p.children.insert(bar.bucket_start, bar.clone());
+        match p
+            .children
+            .binary_search_by_key(&bar.bucket_start, |c| c.bucket_start)
+        {
+            Ok(i) => {
+                if p.children[i].revision <= bar.revision {
+                    p.children[i] = bar.clone();
+                }
             }
+            Err(i) => p.children.insert(i, bar.clone()),
         }
         if is_new {
             self.purging

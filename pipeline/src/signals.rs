@@ -2,12 +2,14 @@
 //! allowed lateness (no revision can come after that); series are fed in time order, so
 //! the signals equal a batch recomputation over the stored bars.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use pricestream_analytics::seasonality::Profile;
 use pricestream_analytics::{SignalEngine, SignalParams};
 use pricestream_schemas::{Bar, Interval, Signal, SignalKind, Symbol, TimestampNs, Venue};
+
+use crate::hash::FastMap;
 
 type SeriesKey = (Venue, Symbol, Interval);
 
@@ -40,7 +42,7 @@ pub struct SignalStage {
     params: BTreeMap<Interval, SignalParams>,
     lateness: i64,
     pending: BTreeMap<TimestampNs, BTreeMap<(SeriesKey, TimestampNs), Bar>>,
-    engines: HashMap<SeriesKey, SignalEngine>,
+    engines: FastMap<SeriesKey, SignalEngine>,
     profiles: Option<(SharedProfiles, SeasonalParams)>,
 }
 
@@ -51,7 +53,7 @@ impl SignalStage {
             params,
             lateness: allowed_lateness_ns.max(0),
             pending: BTreeMap::new(),
-            engines: HashMap::new(),
+            engines: FastMap::default(),
             profiles: None,
         }
     }

@@ -43,6 +43,9 @@ pub struct WatermarkTracker {
     idle_timeout: i64,
     parts: BTreeMap<u32, PartitionWm>,
     current: TimestampNs,
+    /// Observed since the last [`WatermarkTracker::publish`]: newest event time and the
+    /// processing time it was seen at.
+    unpublished: Option<(TimestampNs, TimestampNs)>,
 }
 
 impl WatermarkTracker {
@@ -65,6 +68,7 @@ impl WatermarkTracker {
             idle_timeout,
             parts,
             current: i64::MIN,
+            unpublished: None,
         }
     }
 
@@ -76,6 +80,20 @@ impl WatermarkTracker {
         now: TimestampNs,
         shared: &SharedProgress,
     ) -> TimestampNs {
+        let wm = self.observe_local(partition, ts_event, now);
+        self.publish(shared);
+        wm
+    }
+
+    /// [`WatermarkTracker::observe`] without telling the other workers yet: a reader of a
+    /// batch calls this per event and [`WatermarkTracker::publish`] once per batch, so the
+    /// workers do not contend for the shared counters on every event.
+    pub fn observe_local(
+        &mut self,
+        partition: u32,
+        ts_event: TimestampNs,
+        now: TimestampNs,
+    ) -> TimestampNs {
         let p = self.parts.entry(partition).or_insert(PartitionWm {
             max_event: None,
             last_active: now,
@@ -83,9 +101,19 @@ impl WatermarkTracker {
         let max = p.max_event.map_or(ts_event, |m| m.max(ts_event));
         p.max_event = Some(max);
         p.last_active = now;
-        shared.max_event.fetch_max(ts_event, Ordering::Relaxed);
-        shared.last_event_at.fetch_max(now, Ordering::Relaxed);
+        self.unpublished = Some(match self.unpublished {
+            Some((e, at)) => (e.max(ts_event), at.max(now)),
+            None => (ts_event, now),
+        });
         max.saturating_sub(self.delay)
+    }
+
+    /// Shares what was observed since the last call with the other workers.
+    pub fn publish(&mut self, shared: &SharedProgress) {
+        if let Some((max_event, at)) = self.unpublished.take() {
+            shared.max_event.fetch_max(max_event, Ordering::Relaxed);
+            shared.last_event_at.fetch_max(at, Ordering::Relaxed);
+        }
     }
 
     /// The worker's watermark at processing time `now` (never decreases).

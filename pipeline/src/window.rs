@@ -12,10 +12,12 @@
 //! classification depends only on event times and the per-partition order, the same
 //! stream gives the same bars, whatever the number of workers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use pricestream_analytics::OhlcvAcc;
 use pricestream_schemas::{Bar, Interval, Quote, QuoteKind, Symbol, TimestampNs, Venue};
+
+use crate::hash::FastMap;
 
 type WinKey = (Venue, Symbol, TimestampNs);
 
@@ -45,7 +47,7 @@ pub enum Admit {
 pub struct BarWindows {
     interval: Interval,
     lateness: i64,
-    windows: HashMap<WinKey, WinState>,
+    windows: FastMap<WinKey, WinState>,
     closing: BTreeMap<TimestampNs, Vec<WinKey>>,
     purging: BTreeMap<TimestampNs, Vec<WinKey>>,
 }
@@ -55,7 +57,7 @@ impl BarWindows {
         BarWindows {
             interval,
             lateness: allowed_lateness_ns.max(0),
-            windows: HashMap::new(),
+            windows: FastMap::default(),
             closing: BTreeMap::new(),
             purging: BTreeMap::new(),
         }

@@ -60,9 +60,21 @@ impl FromStr for Venue {
 }
 
 /// A canonical symbol such as `BTC-USDT`: base and quote asset in upper case, joined by `-`.
-/// Cheap to clone (shared string).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Symbol(Arc<str>);
+/// Cheap to clone (shared string), and carries its [`Symbol::stable_hash`], computed once:
+/// partitioning, the dataflow's exchange and hash maps keyed by symbol never rehash the
+/// string. Ordering is the string's.
+#[derive(Clone)]
+pub struct Symbol {
+    hash: u64,
+    name: Arc<str>,
+}
+
+/// FNV-1a, 64 bit.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
 
 impl Symbol {
     /// Validates and builds a canonical symbol.
@@ -74,35 +86,61 @@ impl Symbol {
                     .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
         };
         match s.split_once('-') {
-            Some((base, quote)) if valid_part(base) && valid_part(quote) => {
-                Ok(Symbol(Arc::from(s)))
-            }
+            Some((base, quote)) if valid_part(base) && valid_part(quote) => Ok(Symbol {
+                hash: fnv1a(s),
+                name: Arc::from(s),
+            }),
             _ => Err(SchemaError::Symbol(s.to_string())),
         }
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.name
     }
 
     /// A stable 64-bit hash (FNV-1a) used for partitioning; identical on every platform
     /// and across releases, unlike `std`'s hasher.
     pub fn stable_hash(&self) -> u64 {
-        self.0.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
+        self.hash
+    }
+}
+
+impl PartialEq for Symbol {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && (Arc::ptr_eq(&self.name, &other.name) || self.name == other.name)
+    }
+}
+
+impl Eq for Symbol {}
+
+impl std::hash::Hash for Symbol {
+    /// Equal symbols have equal stable hashes, so the hash alone is a valid `Hash`.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialOrd for Symbol {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Symbol {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name.cmp(&other.name)
     }
 }
 
 impl fmt::Debug for Symbol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", &*self.0)
+        write!(f, "{:?}", &*self.name)
     }
 }
 
 impl fmt::Display for Symbol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.name)
     }
 }
 
@@ -115,7 +153,7 @@ impl FromStr for Symbol {
 
 impl Serialize for Symbol {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        s.serialize_str(&self.name)
     }
 }
 
@@ -228,6 +266,8 @@ mod tests {
         // FNV-1a of "BTC-USDT": a fixed value, so partitioning never changes across releases.
         let s = Symbol::new("BTC-USDT").unwrap();
         assert_eq!(s.stable_hash(), s.clone().stable_hash());
+        assert_eq!(s.stable_hash(), fnv1a("BTC-USDT"));
+        assert_eq!(fnv1a(""), 0xcbf2_9ce4_8422_2325);
         assert_ne!(
             s.stable_hash(),
             Symbol::new("ETH-USDT").unwrap().stable_hash()

@@ -481,6 +481,16 @@ fn writer_props() -> WriterProperties {
         .build()
 }
 
+/// Encodes one record batch as the bytes of a lake Parquet file (the lake's writer
+/// settings), without touching the disk.
+pub fn encode_parquet(schema: SchemaRef, batch: &RecordBatch) -> Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(4096 + batch.num_rows() * 64);
+    let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(writer_props()))?;
+    writer.write(batch)?;
+    writer.close()?;
+    Ok(buf)
+}
+
 /// Writes rows (already in key order) to `path` atomically.
 fn write_file<R: LakeRecord>(path: &Path, rows: &[R]) -> Result<()> {
     write_batch(path, R::schema(), &R::to_batch(rows)?)
@@ -490,10 +500,7 @@ fn write_file<R: LakeRecord>(path: &Path, rows: &[R]) -> Result<()> {
 pub(crate) fn write_batch(path: &Path, schema: SchemaRef, batch: &RecordBatch) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let mut buf = Vec::with_capacity(4096 + batch.num_rows() * 64);
-    let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(writer_props()))?;
-    writer.write(batch)?;
-    writer.close()?;
+    let buf = encode_parquet(schema, batch)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -1,0 +1,624 @@
+//! `pricestream bench`: throughput, latency and memory of the in-process pipeline.
+//!
+//! Scenarios, each printed as it finishes and summed up at the end:
+//! - **throughput**: a fixed synthetic stream (generated before timing) published through
+//!   the in-process bus, as `run` does, into the full dataflow (1m bars, rollups,
+//!   signals) with 1 and 2 workers, into a sink that consumes batches without writing;
+//! - **real sink**: the same with the SQLite store and the Parquet lake (in a temporary
+//!   directory), on a shorter stream;
+//! - **memory**: many symbols with every interval open, the stream generated while it
+//!   runs (so the stream itself does not count), peak RSS of the process.
+//!
+//! Window close → bar in sink latency is measured from `SinkBatch::emitted_at`: by the
+//! harness at receipt for the consuming sink, and through the
+//! `pricestream_pipeline_bar_sink_latency_seconds` histogram (captured sample by sample)
+//! for the real sink. Peak RSS is the kernel's high-water mark (`VmHWM`), reset between
+//! scenarios.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use metrics::{
+    Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+};
+use pricestream_bus::{InProcessBus, QuotePublisher, QuoteSource};
+use pricestream_connectors::synthetic::SyntheticMarket;
+use pricestream_pipeline::{sink, PipelineConfig, SinkBatch, SourceFactory};
+use pricestream_schemas::{Quote, Symbol};
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+
+/// Options of `pricestream bench`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Trades in the throughput stream.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub quotes: u64,
+    /// Symbols in the throughput stream.
+    #[arg(long, default_value_t = 1_000)]
+    pub symbols: usize,
+    /// Mean trades per second per symbol (simulated time).
+    #[arg(long, default_value_t = 1.0)]
+    pub trades_per_sec: f64,
+    /// Share of trades delivered out of order, and by how much at most.
+    #[arg(long, default_value_t = 0.02)]
+    pub disorder_fraction: f64,
+    #[arg(long, default_value_t = 1_500)]
+    pub disorder_max_ms: i64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Worker counts of the throughput runs.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub workers: Vec<usize>,
+    /// Runs of each throughput scenario; the best is reported (others load the machine).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    /// Trades through the real SQLite + lake sink (0 skips it).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub real_sink_quotes: u64,
+    /// Publish rates of the real-sink runs, quotes per second; 0 is as fast as possible
+    /// (latency is then mostly queueing behind the sink).
+    #[arg(long, value_delimiter = ',', default_value = "0,100000")]
+    pub real_sink_rates: Vec<u64>,
+    /// Symbols of the memory scenario (0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    pub memory_symbols: usize,
+    /// Simulated minutes of the memory scenario (past 60, every interval is open).
+    #[arg(long, default_value_t = 75)]
+    pub memory_minutes: i64,
+    /// Trades per second per symbol in the memory scenario.
+    #[arg(long, default_value_t = 0.2)]
+    pub memory_trades_per_sec: f64,
+}
+
+/// 2025-11-21T00:00:00Z: a fixed start, so every run sees the same stream.
+const START_NS: i64 = 1_763_683_200_000_000_000;
+const PUBLISH_BATCH: usize = 1_024;
+
+// ---------------------------------------------------------------------------------------
+// metrics: the production recorder, with the sink-latency histogram captured
+
+type Samples = Arc<Mutex<BTreeMap<String, Vec<(f64, u64)>>>>;
+
+struct Tee {
+    inner: Histogram,
+    sink: String,
+    samples: Samples,
+}
+
+impl HistogramFn for Tee {
+    fn record(&self, value: f64) {
+        self.record_many(value, 1);
+    }
+
+    fn record_many(&self, value: f64, count: usize) {
+        self.inner.record_many(value, count);
+        if let Ok(mut s) = self.samples.lock() {
+            s.entry(self.sink.clone())
+                .or_default()
+                .push((value, count as u64));
+        }
+    }
+}
+
+/// The Prometheus recorder `run` installs (so metric calls cost what they cost there),
+/// plus a copy of every bar-sink-latency observation.
+struct BenchRecorder {
+    inner: metrics_exporter_prometheus::PrometheusRecorder,
+    samples: Samples,
+}
+
+impl Recorder for BenchRecorder {
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.inner.describe_counter(key, unit, description);
+    }
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.inner.describe_gauge(key, unit, description);
+    }
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.inner.describe_histogram(key, unit, description);
+    }
+    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
+        self.inner.register_counter(key, metadata)
+    }
+    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
+        self.inner.register_gauge(key, metadata)
+    }
+    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
+        let inner = self.inner.register_histogram(key, metadata);
+        if key.name() != pricestream_pipeline::metrics::BAR_SINK_LATENCY {
+            return inner;
+        }
+        let sink = key
+            .labels()
+            .find(|l| l.key() == "sink")
+            .map_or_else(String::new, |l| l.value().to_string());
+        Histogram::from_arc(Arc::new(Tee {
+            inner,
+            sink,
+            samples: Arc::clone(&self.samples),
+        }))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// measurements
+
+/// Weighted quantile of (value, count) samples.
+fn quantile(samples: &[(f64, u64)], q: f64) -> Option<f64> {
+    let mut s: Vec<(f64, u64)> = samples.to_vec();
+    s.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total: u64 = s.iter().map(|x| x.1).sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+    let mut seen = 0;
+    for (v, c) in s {
+        seen += c;
+        if seen >= rank {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn status_kb(field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    text.lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Peak resident set size since the last reset, in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    status_kb("VmHWM:").map(|kb| kb as f64 / 1024.0)
+}
+
+fn rss_mib() -> Option<f64> {
+    status_kb("VmRSS:").map(|kb| kb as f64 / 1024.0)
+}
+
+/// Resets the peak RSS to the current RSS (Linux `clear_refs` 5).
+fn reset_peak_rss() {
+    if let Err(e) = std::fs::write("/proc/self/clear_refs", "5") {
+        tracing::warn!(error = %e, "cannot reset the peak RSS; figures include earlier scenarios");
+    }
+}
+
+/// CPU time of the whole process (user + system), seconds, from `/proc/self/stat`
+/// (clock ticks of 10 ms).
+fn process_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // the fields after the command name, which is in parentheses and may hold spaces
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn symbols(n: usize) -> anyhow::Result<Vec<Symbol>> {
+    (0..n)
+        .map(|i| Symbol::new(&format!("S{i:05}-USDT")).context("bench symbol"))
+        .collect()
+}
+
+#[derive(Debug, Default, Clone)]
+struct Figures {
+    name: String,
+    workers: usize,
+    quotes: u64,
+    elapsed: Duration,
+    bars: u64,
+    signals: u64,
+    dead: u64,
+    /// window close → bar in sink, seconds: (p50, p99)
+    latency: Option<(f64, f64)>,
+    latency_lake: Option<(f64, f64)>,
+    peak_rss_mib: Option<f64>,
+    /// RSS when the scenario started (the pre-generated stream, earlier scenarios' heap).
+    rss_before_mib: Option<f64>,
+    /// CPU seconds the process used during the scenario (workers, publisher, sink).
+    cpu_secs: Option<f64>,
+    load_before: String,
+}
+
+impl Figures {
+    fn rate(&self) -> f64 {
+        self.quotes as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn print(&self) {
+        let ms = |l: Option<(f64, f64)>| {
+            l.map_or_else(
+                || "-".to_string(),
+                |(a, b)| format!("{:.2}/{:.2}", a * 1e3, b * 1e3),
+            )
+        };
+        println!(
+            "{:<12} workers={} quotes={} time={:.2}s rate={:.0}/s cpu={:.2}s ({:.0} ns/quote) bars={} signals={} dead={} \
+             latency_ms(p50/p99)={} lake_latency_ms(p50/p99)={} peak_rss={:.0}MiB (at start {:.0}MiB) load_before=[{}]",
+            self.name,
+            self.workers,
+            self.quotes,
+            self.elapsed.as_secs_f64(),
+            self.rate(),
+            self.cpu_secs.unwrap_or(f64::NAN),
+            self.cpu_secs.unwrap_or(f64::NAN) * 1e9 / self.quotes.max(1) as f64,
+            self.bars,
+            self.signals,
+            self.dead,
+            ms(self.latency),
+            ms(self.latency_lake),
+            self.peak_rss_mib.unwrap_or(f64::NAN),
+            self.rss_before_mib.unwrap_or(f64::NAN),
+            self.load_before,
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// scenarios
+
+/// Where the pipeline's output goes.
+enum SinkKind {
+    /// Consumes batches without writing; the harness measures latency at receipt.
+    Consume,
+    /// SQLite store + Parquet lake under this directory.
+    Real(std::path::PathBuf),
+}
+
+/// What feeds the bus.
+enum Feed {
+    /// Pre-generated batches, at most this many quotes per second (0: no limit).
+    Batches(Vec<Vec<Quote>>, u64),
+    /// A generator running while the pipeline runs.
+    Live(Box<SyntheticMarket>, u64),
+}
+
+struct SinkTotals {
+    bars: u64,
+    signals: u64,
+    dead: u64,
+    latency: Vec<(f64, u64)>,
+}
+
+async fn consume(mut rx: mpsc::Receiver<SinkBatch>) -> SinkTotals {
+    let mut t = SinkTotals {
+        bars: 0,
+        signals: 0,
+        dead: 0,
+        latency: Vec::new(),
+    };
+    while let Some(batch) = rx.recv().await {
+        if let Some(at) = batch.emitted_at {
+            if !batch.bars.is_empty() {
+                t.latency
+                    .push((at.elapsed().as_secs_f64(), batch.bars.len() as u64));
+            }
+        }
+        t.bars += batch.bars.len() as u64;
+        t.signals += batch.signals.len() as u64;
+        t.dead += batch.dead.len() as u64;
+        drop(batch);
+    }
+    t
+}
+
+async fn publish(feed: Feed, publisher: Arc<dyn QuotePublisher>) -> anyhow::Result<u64> {
+    let mut sent = 0;
+    match feed {
+        Feed::Batches(batches, rate) => {
+            let started = Instant::now();
+            for b in batches {
+                sent += b.len() as u64;
+                publisher.publish(b).await?;
+                if rate > 0 {
+                    let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        }
+        Feed::Live(mut market, n) => {
+            while sent < n {
+                let want = PUBLISH_BATCH.min((n - sent) as usize);
+                let b: Vec<Quote> = market.by_ref().take(want).collect();
+                if b.is_empty() {
+                    break;
+                }
+                sent += b.len() as u64;
+                publisher.publish(b).await?;
+            }
+        }
+    }
+    Ok(sent)
+}
+
+async fn run_scenario(
+    cfg: &Config,
+    name: &str,
+    workers: usize,
+    feed: Feed,
+    sink_kind: SinkKind,
+    samples: &Samples,
+) -> anyhow::Result<Figures> {
+    let load_before = load_average();
+    let mut pcfg: PipelineConfig = cfg.pipeline.clone();
+    pcfg.workers = workers;
+    pcfg.keep_quotes = cfg.lake.enabled && cfg.lake.quotes;
+    if let Ok(mut s) = samples.lock() {
+        s.clear();
+    }
+    let bus = InProcessBus::new(cfg.bus.partitions, cfg.bus.capacity_per_partition);
+    let publisher: Arc<dyn QuotePublisher> = Arc::new(bus.publisher()?);
+    let factory: SourceFactory = {
+        let bus = Arc::clone(&bus);
+        Arc::new(move |i, n| {
+            bus.source(i, n)
+                .map(|s| Box::new(s) as Box<dyn QuoteSource>)
+        })
+    };
+    let (tx, rx) = mpsc::channel::<SinkBatch>(256);
+    reset_peak_rss();
+    let rss_before_mib = rss_mib();
+    let cpu_before = process_cpu_secs();
+    let started = Instant::now();
+    let sink_task = match &sink_kind {
+        SinkKind::Consume => tokio::spawn(async move { Ok(consume(rx).await) }),
+        SinkKind::Real(dir) => {
+            std::fs::create_dir_all(dir).context("creating the bench data directory")?;
+            let url = format!("sqlite://{}", dir.join("bench.db").display());
+            let store = pricestream_store::open(&url, cfg.store.max_connections)
+                .await
+                .context("opening the bench store")?;
+            store.migrate().await.context("migrating the bench store")?;
+            let lake = pricestream_store::Lake::new(dir.join("lake"));
+            let opts = sink::SinkOptions {
+                workers,
+                allowed_lateness_ns: pcfg.allowed_lateness_ms.saturating_mul(1_000_000),
+                store_quotes: cfg.store.quotes,
+            };
+            tokio::spawn(async move {
+                let stats = sink::run_sink(rx, store, Some(lake), opts, None).await?;
+                Ok::<_, anyhow::Error>(SinkTotals {
+                    bars: stats.bars,
+                    signals: stats.signals,
+                    dead: stats.dead_letters,
+                    latency: Vec::new(),
+                })
+            })
+        }
+    };
+    let pipeline = tokio::task::spawn_blocking(move || {
+        pricestream_pipeline::run(
+            &pcfg,
+            factory,
+            tx,
+            Arc::new(AtomicBool::new(false)),
+            Default::default(),
+        )
+    });
+    let sent = publish(feed, publisher).await?;
+    bus.close();
+    pipeline
+        .await
+        .context("pipeline thread")?
+        .context("pipeline")?;
+    let totals = sink_task.await.context("sink task")??;
+    let elapsed = started.elapsed();
+    let cpu_secs = process_cpu_secs().zip(cpu_before).map(|(b, a)| b - a);
+    let peak = peak_rss_mib();
+    let pick = |sink: &str| -> Option<(f64, f64)> {
+        let s = samples.lock().ok()?;
+        let v = s.get(sink)?;
+        Some((quantile(v, 0.5)?, quantile(v, 0.99)?))
+    };
+    let (latency, latency_lake) = match sink_kind {
+        SinkKind::Consume => (
+            quantile(&totals.latency, 0.5).zip(quantile(&totals.latency, 0.99)),
+            None,
+        ),
+        SinkKind::Real(_) => (pick("store"), pick("lake")),
+    };
+    Ok(Figures {
+        name: name.to_string(),
+        workers,
+        quotes: sent,
+        elapsed,
+        bars: totals.bars,
+        signals: totals.signals,
+        dead: totals.dead,
+        latency,
+        latency_lake,
+        peak_rss_mib: peak,
+        rss_before_mib,
+        cpu_secs,
+        load_before,
+    })
+}
+
+fn generate(args: &BenchArgs, n: u64) -> anyhow::Result<Vec<Vec<Quote>>> {
+    let market = SyntheticMarket::new(
+        args.seed,
+        &symbols(args.symbols)?,
+        START_NS,
+        args.trades_per_sec,
+        0.6,
+        args.disorder_fraction,
+        args.disorder_max_ms,
+    );
+    let mut batches = Vec::with_capacity((n as usize).div_ceil(PUBLISH_BATCH));
+    let mut it = market.take(n as usize);
+    loop {
+        let b: Vec<Quote> = it.by_ref().take(PUBLISH_BATCH).collect();
+        if b.is_empty() {
+            break;
+        }
+        batches.push(b);
+    }
+    Ok(batches)
+}
+
+/// `pricestream bench`
+pub async fn bench(cfg: Config, args: BenchArgs) -> anyhow::Result<()> {
+    let samples: Samples = Arc::default();
+    let recorder = BenchRecorder {
+        inner: pricestream_api::metrics::build_recorder().map_err(anyhow::Error::msg)?,
+        samples: Arc::clone(&samples),
+    };
+    metrics::set_global_recorder(recorder).map_err(|e| anyhow::anyhow!("{e}"))?;
+    pricestream_pipeline::metrics::describe();
+
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "# pricestream bench: {} cores, load average [{}], bus {} partitions x {}, keep_quotes={}",
+        cpus,
+        load_average(),
+        cfg.bus.partitions,
+        cfg.bus.capacity_per_partition,
+        cfg.lake.enabled && cfg.lake.quotes
+    );
+    let mut all: Vec<Figures> = Vec::new();
+
+    // First, while the process is still small: the peak RSS is a high-water mark, and
+    // memory freed by earlier scenarios is not always given back to the system.
+    if args.memory_symbols > 0 {
+        let syms = symbols(args.memory_symbols)?;
+        let market = SyntheticMarket::new(
+            args.seed,
+            &syms,
+            START_NS,
+            args.memory_trades_per_sec,
+            0.6,
+            args.disorder_fraction,
+            args.disorder_max_ms,
+        );
+        let n = (args.memory_symbols as f64
+            * args.memory_trades_per_sec
+            * (args.memory_minutes * 60) as f64) as u64;
+        let w = args.workers.iter().copied().max().unwrap_or(2);
+        let f = run_scenario(
+            &cfg,
+            "memory",
+            w,
+            Feed::Live(Box::new(market), n),
+            SinkKind::Consume,
+            &samples,
+        )
+        .await?;
+        f.print();
+        all.push(f);
+    }
+
+    if args.quotes > 0 && !args.workers.is_empty() {
+        let t = Instant::now();
+        let stream = generate(&args, args.quotes)?;
+        println!(
+            "# generated {} trades over {} symbols in {:.1}s (not timed); RSS now {:.0} MiB",
+            args.quotes,
+            args.symbols,
+            t.elapsed().as_secs_f64(),
+            rss_mib().unwrap_or(f64::NAN)
+        );
+        for &w in &args.workers {
+            let mut best: Option<Figures> = None;
+            for _ in 0..args.repeat.max(1) {
+                let feed = Feed::Batches(stream.clone(), 0);
+                let f =
+                    run_scenario(&cfg, "throughput", w, feed, SinkKind::Consume, &samples).await?;
+                f.print();
+                if best.as_ref().is_none_or(|b| f.rate() > b.rate()) {
+                    best = Some(f);
+                }
+            }
+            all.extend(best);
+        }
+    }
+
+    if args.real_sink_quotes > 0 {
+        let stream = generate(&args, args.real_sink_quotes)?;
+        let w = args.workers.iter().copied().max().unwrap_or(2);
+        for &rate in &args.real_sink_rates {
+            let dir = std::env::temp_dir()
+                .join(format!("pricestream-bench-{}-{rate}", std::process::id()));
+            let name = if rate == 0 {
+                "real_sink".to_string()
+            } else {
+                format!("real_sink@{rate}/s")
+            };
+            let result = run_scenario(
+                &cfg,
+                &name,
+                w,
+                Feed::Batches(stream.clone(), rate),
+                SinkKind::Real(dir.clone()),
+                &samples,
+            )
+            .await;
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(error = %e, dir = %dir.display(), "cannot remove the bench directory");
+            }
+            let f = result?;
+            f.print();
+            all.push(f);
+        }
+    }
+
+    println!();
+    println!(
+        "# summary (best of {} per throughput row)",
+        args.repeat.max(1)
+    );
+    println!(
+        "| scenario | workers | quotes | quotes/s | CPU ns/quote | bar→sink p50 ms | p99 ms | bar→lake p50 ms | p99 ms | peak RSS MiB | load avg before |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for f in &all {
+        let ms = |l: Option<(f64, f64)>| -> (String, String) {
+            l.map_or(("-".into(), "-".into()), |(a, b)| {
+                (format!("{:.2}", a * 1e3), format!("{:.2}", b * 1e3))
+            })
+        };
+        let (p50, p99) = ms(f.latency);
+        let (l50, l99) = ms(f.latency_lake);
+        println!(
+            "| {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {:.0} | {} |",
+            f.name,
+            f.workers,
+            f.quotes,
+            f.rate(),
+            f.cpu_secs.unwrap_or(f64::NAN) * 1e9 / f.quotes.max(1) as f64,
+            p50,
+            p99,
+            l50,
+            l99,
+            f.peak_rss_mib.unwrap_or(f64::NAN),
+            f.load_before
+        );
+    }
+    let rate = |w: usize| {
+        all.iter()
+            .find(|f| f.name == "throughput" && f.workers == w)
+            .map(Figures::rate)
+    };
+    if let (Some(one), Some(two)) = (rate(1), rate(2)) {
+        println!("# scaling 2 workers / 1 worker: {:.2}x", two / one);
+    }
+    Ok(())
+}
