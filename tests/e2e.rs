@@ -129,13 +129,27 @@ start_ms = 1763683200000
     path
 }
 
-fn spawn(cmd: &str, config: &Path) -> Child {
-    Command::new(BIN)
-        .args(["--config", config.to_str().unwrap(), cmd])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+/// A child process that is killed if the test fails before stopping it.
+struct Proc(Option<Child>);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn spawn(cmd: &str, config: &Path) -> Proc {
+    Proc(Some(
+        Command::new(BIN)
+            .args(["--config", config.to_str().unwrap(), cmd])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ))
 }
 
 fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
@@ -149,7 +163,8 @@ fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) 
     }
 }
 
-fn terminate(mut child: Child) -> String {
+fn terminate(mut proc: Proc) -> String {
+    let mut child = proc.0.take().unwrap();
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])

@@ -286,17 +286,27 @@ pub async fn ohlcv(
             bar: b,
         })
         .collect();
+    // serialized straight from the bars (no intermediate JSON tree)
     Ok((
         StatusCode::OK,
-        Json(json!({
-            "symbol": symbol,
-            "interval": interval,
-            "count": views.len(),
-            "bars": views,
-            "next_from": next.map(to_rfc3339),
-        })),
+        Json(OhlcvPage {
+            symbol: &symbol,
+            interval,
+            count: views.len(),
+            bars: views,
+            next_from: next.map(to_rfc3339),
+        }),
     )
         .into_response())
+}
+
+#[derive(Serialize)]
+struct OhlcvPage<'a> {
+    symbol: &'a Symbol,
+    interval: Interval,
+    count: usize,
+    bars: Vec<BarView<'a>>,
+    next_from: Option<String>,
 }
 
 /// `GET /v1/seasonality?symbol=&venue=`: hour-of-day and weekday return profiles.

@@ -32,6 +32,8 @@ const HOUR_NS: i64 = 3_600 * 1_000_000_000;
 const DAY_NS: i64 = 24 * HOUR_NS;
 /// Open partitions kept in memory to avoid re-reading them on every write.
 const CACHED_PARTS: usize = 256;
+/// ... and at most this many rows in all, so many symbols cannot make the cache large.
+const CACHED_ROWS: usize = 200_000;
 
 /// A row type of the lake.
 pub trait LakeRecord: Clone + Sized {
@@ -49,6 +51,8 @@ pub trait LakeRecord: Clone + Sized {
     fn from_batch(batch: &RecordBatch, interval: Option<Interval>) -> Result<Vec<Self>>;
     /// Whether the dataset has an `interval=` partition level.
     const BY_INTERVAL: bool = true;
+    /// Whether written partitions are kept in memory for the next write.
+    const CACHE: bool = true;
 }
 
 impl LakeRecord for Bar {
@@ -115,6 +119,7 @@ impl LakeRecord for Signal {
 impl LakeRecord for Quote {
     const DATASET: &'static str = "quotes";
     const BY_INTERVAL: bool = false;
+    const CACHE: bool = false;
     type Key = (TimestampNs, Venue, Symbol, u64, u64, u64);
     fn key(&self) -> Self::Key {
         (
@@ -270,12 +275,27 @@ impl<R: LakeRecord> Dataset<R> {
         Ok(written)
     }
 
+    /// Drops the oldest cached partitions beyond the part and row budgets (a dataset that
+    /// is written once per partition, like raw quotes, keeps nothing).
     fn evict(&mut self) {
-        if self.cache.len() > CACHED_PARTS {
-            let mut keys: Vec<PartKey> = self.cache.keys().copied().collect();
-            keys.sort_by_key(|k| k.start());
-            for k in keys.iter().take(self.cache.len() - CACHED_PARTS) {
-                self.cache.remove(k);
+        if !R::CACHE {
+            self.cache.clear();
+            return;
+        }
+        let mut rows: usize = self.cache.values().map(BTreeMap::len).sum();
+        if self.cache.len() <= CACHED_PARTS && rows <= CACHED_ROWS {
+            return;
+        }
+        let mut keys: Vec<PartKey> = self.cache.keys().copied().collect();
+        keys.sort_by_key(|k| k.start());
+        let mut parts = self.cache.len();
+        for k in keys {
+            if parts <= 1 || (parts <= CACHED_PARTS && rows <= CACHED_ROWS) {
+                break;
+            }
+            if let Some(m) = self.cache.remove(&k) {
+                rows -= m.len();
+                parts -= 1;
             }
         }
     }
