@@ -74,6 +74,23 @@ fn publish<T: Clone>(live: Option<&LiveHub>, rows: &[T], wrap: fn(T) -> LiveEven
 const HOUR_NS: i64 = 3_600 * 1_000_000_000;
 const DAY_NS: i64 = 24 * HOUR_NS;
 
+/// Writes `rows` to the store with retries and records the sink metrics.
+async fn write_store<T, F, Fut>(
+    sink: &'static str,
+    store: &Arc<dyn Store>,
+    rows: &Arc<Vec<T>>,
+    write: F,
+) -> std::result::Result<(), StoreError>
+where
+    F: Fn(Arc<dyn Store>, Arc<Vec<T>>) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<(), StoreError>>,
+{
+    let started = Instant::now();
+    with_retry(sink, || write(Arc::clone(store), Arc::clone(rows))).await?;
+    record(sink, rows.len(), started);
+    Ok(())
+}
+
 /// Runs blocking lake work on the blocking pool, handing the lake back afterwards.
 async fn with_lake<T, F>(lake: &mut Option<Lake>, f: F) -> Result<Option<T>>
 where
@@ -110,15 +127,11 @@ pub async fn run_sink(
         stats.batches += 1;
         stats.quotes += batch.quotes.len() as u64;
         if !batch.quotes.is_empty() && opts.store_quotes {
-            let started = Instant::now();
             let quotes = Arc::new(batch.quotes.clone());
-            with_retry("store_quotes", || {
-                let store = Arc::clone(&store);
-                let quotes = Arc::clone(&quotes);
-                async move { store.insert_quotes(&quotes).await }
+            write_store("store_quotes", &store, &quotes, |s, q| async move {
+                s.insert_quotes(&q).await
             })
             .await?;
-            record("store_quotes", quotes.len(), started);
         }
         publish(live.as_ref(), &batch.quotes, LiveEvent::Quote);
         for q in batch.quotes {
@@ -137,15 +150,11 @@ pub async fn run_sink(
             newest_bar_end = newest_bar_end.max(end);
         }
         if !batch.bars.is_empty() {
-            let started = Instant::now();
             let bars = Arc::new(batch.bars);
-            with_retry("store", || {
-                let store = Arc::clone(&store);
-                let bars = Arc::clone(&bars);
-                async move { store.upsert_bars(&bars).await }
+            write_store("store", &store, &bars, |s, b| async move {
+                s.upsert_bars(&b).await
             })
             .await?;
-            record("store", bars.len(), started);
             record_latency("store", bars.len(), batch.emitted_at);
             let started = Instant::now();
             let for_lake = Arc::clone(&bars);
@@ -161,14 +170,10 @@ pub async fn run_sink(
         }
         if !batch.signals.is_empty() {
             let signals = Arc::new(batch.signals);
-            let started = Instant::now();
-            with_retry("store_signals", || {
-                let store = Arc::clone(&store);
-                let signals = Arc::clone(&signals);
-                async move { store.upsert_signals(&signals).await }
+            write_store("store_signals", &store, &signals, |s, x| async move {
+                s.upsert_signals(&x).await
             })
             .await?;
-            record("store_signals", signals.len(), started);
             let started = Instant::now();
             let for_lake = Arc::clone(&signals);
             if with_lake(&mut lake, move |l| l.write_signals(&for_lake))
@@ -186,10 +191,8 @@ pub async fn run_sink(
                     .increment(1);
             }
             let dead = Arc::new(batch.dead);
-            with_retry("dlq", || {
-                let store = Arc::clone(&store);
-                let dead = Arc::clone(&dead);
-                async move { store.insert_dead_letters(&dead).await }
+            write_store("dlq", &store, &dead, |s, d| async move {
+                s.insert_dead_letters(&d).await
             })
             .await?;
             stats.dead_letters += dead.len() as u64;
