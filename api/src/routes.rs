@@ -200,12 +200,7 @@ pub async fn ohlcv(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response> {
-    if let Some(unknown) = q.keys().find(|k| !KNOWN_OHLCV_PARAMS.contains(&k.as_str())) {
-        return Err(ApiError::BadRequest(format!(
-            "unknown parameter {unknown:?}; expected {}",
-            KNOWN_OHLCV_PARAMS.join(", ")
-        )));
-    }
+    reject_unknown(&q, &KNOWN_OHLCV_PARAMS)?;
     let symbol = param(&q, "symbol")
         .ok_or_else(|| ApiError::BadRequest("symbol is required, e.g. symbol=BTC-USDT".into()))?;
     let symbol = Symbol::new(symbol).map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -213,23 +208,8 @@ pub async fn ohlcv(
         .unwrap_or("1m")
         .parse()
         .map_err(|e: pricestream_schemas::SchemaError| ApiError::BadRequest(e.to_string()))?;
-    let venue: Option<Venue> = param(&q, "venue")
-        .map(str::parse)
-        .transpose()
-        .map_err(|e: pricestream_schemas::SchemaError| ApiError::BadRequest(e.to_string()))?;
-    let limit = match param(&q, "limit") {
-        None => 1_000.min(limits.max_page_rows),
-        Some(s) => s
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=limits.max_page_rows).contains(l))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "limit must be an integer from 1 to {}",
-                    limits.max_page_rows
-                ))
-            })?,
-    };
+    let venue = parse_param::<Venue>(&q, "venue")?;
+    let limit = limit_param(&q, limits, 1_000)?;
     let from = parse_ts(&q, "from")?;
     let to = parse_ts(&q, "to")?.unwrap_or(i64::MAX);
     if let Some(f) = from {
@@ -317,10 +297,7 @@ pub async fn seasonality(
     let symbol = param(&q, "symbol")
         .ok_or_else(|| ApiError::BadRequest("symbol is required, e.g. symbol=BTC-USDT".into()))?;
     let symbol = Symbol::new(symbol).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let venue: Option<Venue> = param(&q, "venue")
-        .map(str::parse)
-        .transpose()
-        .map_err(|e: pricestream_schemas::SchemaError| ApiError::BadRequest(e.to_string()))?;
+    let venue = parse_param::<Venue>(&q, "venue")?;
     let Some(dir) = state.lake_dir.clone() else {
         return Err(ApiError::NotFound(
             "the lake is disabled, so there are no profiles".into(),
