@@ -30,6 +30,7 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub analytics: AnalyticsConfig,
     pub connectors: ConnectorsConfig,
+    pub kafka: pricestream_kafka::KafkaConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +62,7 @@ impl Default for Config {
             pipeline: PipelineConfig::default(),
             analytics: AnalyticsConfig::default(),
             connectors: ConnectorsConfig::default(),
+            kafka: pricestream_kafka::KafkaConfig::default(),
         }
     }
 }
@@ -186,6 +188,7 @@ impl Config {
         if self.bus.partitions == 0 {
             bail!("bus.partitions must be at least 1");
         }
+        self.kafka.validate().map_err(anyhow::Error::msg)?;
         if self.pipeline.allowed_lateness_ms < 0 || self.pipeline.max_out_of_orderness_ms < 0 {
             bail!("pipeline lateness and out-of-orderness must not be negative");
         }

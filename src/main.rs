@@ -3,6 +3,7 @@
 mod analytics;
 mod bench;
 mod config;
+mod kafka;
 mod run;
 
 use std::path::PathBuf;
@@ -41,6 +42,14 @@ enum Command {
     Run,
     /// Only the API, over an existing store.
     Serve,
+    /// Connectors only, publishing quotes to Kafka (`kafka.brokers`).
+    Ingest,
+    /// The stream processor on Kafka: consumer group → dataflow → store, lake, topics.
+    Process {
+        /// Stop when every assigned partition is read to its end (catch-up jobs).
+        #[arg(long)]
+        exit_at_end: bool,
+    },
     /// Apply database migrations.
     Migrate,
     /// Configuration tools.
@@ -149,6 +158,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Run => run::run(cfg).await,
             Command::Serve => run::serve(cfg).await,
+            Command::Ingest => kafka::ingest(cfg).await,
+            Command::Process { exit_at_end } => {
+                kafka::process(cfg, kafka::ProcessOptions { exit_at_end }).await
+            }
             Command::Migrate => run::migrate(cfg).await,
             Command::Keys { action } => run::keys(cfg, action).await,
             Command::Bench(args) => bench::bench(cfg, args).await,

@@ -22,14 +22,14 @@ use tracing::Instrument;
 use crate::config::Config;
 
 /// A named task whose handle is kept, so its failure is seen and reported by name.
-struct Task<T> {
+pub(crate) struct Task<T> {
     name: &'static str,
     handle: JoinHandle<anyhow::Result<T>>,
 }
 
 impl<T: Send + 'static> Task<T> {
     /// Spawns `fut`; if it fails, `fatal` is cancelled so the process stops.
-    fn spawn<F>(name: &'static str, fatal: &CancellationToken, fut: F) -> Self
+    pub(crate) fn spawn<F>(name: &'static str, fatal: &CancellationToken, fut: F) -> Self
     where
         F: Future<Output = anyhow::Result<T>> + Send + 'static,
     {
@@ -48,7 +48,7 @@ impl<T: Send + 'static> Task<T> {
         }
     }
 
-    fn spawn_blocking<F>(name: &'static str, fatal: &CancellationToken, f: F) -> Self
+    pub(crate) fn spawn_blocking<F>(name: &'static str, fatal: &CancellationToken, f: F) -> Self
     where
         F: FnOnce() -> anyhow::Result<T> + Send + 'static,
     {
@@ -66,7 +66,7 @@ impl<T: Send + 'static> Task<T> {
         }
     }
 
-    async fn join(self) -> anyhow::Result<T> {
+    pub(crate) async fn join(self) -> anyhow::Result<T> {
         match self.handle.await {
             Ok(r) => r.with_context(|| format!("task {} failed", self.name)),
             Err(e) => Err(anyhow::anyhow!(
@@ -77,7 +77,7 @@ impl<T: Send + 'static> Task<T> {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for SIGINT");
@@ -104,7 +104,7 @@ async fn shutdown_signal() {
     }
 }
 
-async fn open_store(cfg: &Config, migrate: bool) -> anyhow::Result<Arc<dyn Store>> {
+pub(crate) async fn open_store(cfg: &Config, migrate: bool) -> anyhow::Result<Arc<dyn Store>> {
     let url = cfg.store_url();
     if url.starts_with("sqlite:") {
         std::fs::create_dir_all(&cfg.data_dir)
@@ -123,14 +123,15 @@ async fn open_store(cfg: &Config, migrate: bool) -> anyhow::Result<Arc<dyn Store
     Ok(store)
 }
 
-fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+pub(crate) fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
     let handle = pricestream_api::metrics::install_recorder().map_err(anyhow::Error::msg)?;
     pricestream_pipeline::metrics::describe();
     pricestream_connectors::metrics::describe();
+    pricestream_kafka::metrics::describe();
     Ok(handle)
 }
 
-async fn start_api(
+pub(crate) async fn start_api(
     cfg: &Config,
     state: AppState,
     stop: CancellationToken,
@@ -243,6 +244,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 
 /// `pricestream run`
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    if cfg.kafka.enabled() {
+        return crate::kafka::run_all(cfg).await;
+    }
     let metrics = install_metrics()?;
     let store = open_store(&cfg, cfg.store.auto_migrate).await?;
     let lake = cfg.lake.enabled.then(|| Lake::new(cfg.lake_dir()));
@@ -355,30 +359,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     // connectors: one supervising task; the first failure ends it (and aborts the rest)
     let stop_sources = CancellationToken::new();
-    let mut set: JoinSet<(&'static str, anyhow::Result<u64>)> = JoinSet::new();
-    if cfg.connectors.synthetic.enabled {
-        let scfg = cfg.connectors.synthetic.clone();
-        scfg.build(clock.as_ref()).context("synthetic connector")?;
-        let (clock, publisher, stop) = (
-            Arc::clone(&clock),
-            Arc::clone(&publisher),
-            stop_sources.clone(),
-        );
-        let store = Arc::clone(&store);
-        set.spawn(async move {
-            let r = tracked_run("synthetic", store, Arc::clone(&clock), async move {
-                pricestream_connectors::synthetic::run(scfg, clock, publisher, stop)
-                    .await
-                    .map_err(anyhow::Error::from)
-            })
-            .await;
-            ("synthetic", r)
-        });
-    }
-    drop(publisher);
-    if set.is_empty() {
-        tracing::warn!("no connector is enabled; the pipeline will only see what others publish");
-    }
+    let mut set = spawn_connectors(&cfg, &store, &clock, publisher, &stop_sources)?;
     let connectors = Task::spawn("connectors", &fatal, {
         let bus = Arc::clone(&bus);
         async move {
@@ -461,11 +442,47 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
 }
 
+/// Starts every enabled connector, each as a tracked ingestion run publishing to
+/// `publisher`; `stop` ends them.
+pub(crate) fn spawn_connectors(
+    cfg: &Config,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+    publisher: Arc<dyn QuotePublisher>,
+    stop_sources: &CancellationToken,
+) -> anyhow::Result<JoinSet<(&'static str, anyhow::Result<u64>)>> {
+    let mut set: JoinSet<(&'static str, anyhow::Result<u64>)> = JoinSet::new();
+    if cfg.connectors.synthetic.enabled {
+        let scfg = cfg.connectors.synthetic.clone();
+        scfg.build(clock.as_ref()).context("synthetic connector")?;
+        let (clock, publisher, stop) = (
+            Arc::clone(clock),
+            Arc::clone(&publisher),
+            stop_sources.clone(),
+        );
+        let store = Arc::clone(store);
+        set.spawn(async move {
+            let r = tracked_run("synthetic", store, Arc::clone(&clock), async move {
+                pricestream_connectors::synthetic::run(scfg, clock, publisher, stop)
+                    .await
+                    .map_err(anyhow::Error::from)
+            })
+            .await;
+            ("synthetic", r)
+        });
+    }
+    drop(publisher);
+    if set.is_empty() {
+        tracing::warn!("no connector is enabled; the pipeline will only see what others publish");
+    }
+    Ok(set)
+}
+
 /// Runs one connector as an ingestion run: a row in `ingestion_runs` (running, then
 /// completed or failed with its quote count), a `connector_run` span carrying the run id
 /// around everything the connector logs, and run metrics. A store error while recording
 /// the run is logged, not fatal: the quotes themselves do not depend on it.
-async fn tracked_run<F>(
+pub(crate) async fn tracked_run<F>(
     connector: &'static str,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -523,7 +540,7 @@ where
     .await
 }
 
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
         _ => url.to_string(),

@@ -8,6 +8,8 @@ pub enum BusError {
     PartitionTaken(u32),
     #[error("bus state lock poisoned by a panicking thread")]
     Poisoned,
+    #[error("transport failed: {0}")]
+    Transport(String),
 }
 
 impl BusError {

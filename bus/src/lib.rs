@@ -42,6 +42,9 @@ pub enum SourceState {
     Open,
     /// Every producer is gone and every record was read.
     Finished,
+    /// Partitions were taken away (a consumer-group rebalance): the state built from
+    /// them must be dropped, not flushed, and rebuilt from the committed offsets.
+    Revoked,
 }
 
 /// A worker's view of the quote stream.
@@ -50,6 +53,14 @@ pub trait QuoteSource: Send {
     fn poll(&mut self, max: usize, out: &mut Vec<Polled>) -> Result<SourceState>;
     /// Partitions this source reads.
     fn partitions(&self) -> Vec<u32>;
+    /// Newest event time read from each partition before the position the source resumed
+    /// from (after a restart), so partition watermarks start where they were. Drained.
+    fn take_resumed(&mut self) -> Vec<(u32, i64)> {
+        Vec::new()
+    }
+    /// The dataflow's input time at which the next poll's records enter it (sources that
+    /// commit offsets after the sinks use it to know when a record is durable).
+    fn set_input_time(&mut self, _time: u64) {}
 }
 
 /// Connectors publish quotes through this.

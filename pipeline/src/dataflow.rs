@@ -109,6 +109,23 @@ pub fn run_with_progress(
     profiles: SharedProfiles,
     progress: Arc<Progress>,
 ) -> Result<()> {
+    run_with_control(cfg, sources, sink, stop, Arc::default(), profiles, progress)
+}
+
+/// [`run_with_progress`] that can also be *aborted*: when a source reports its partitions
+/// revoked (or `abort` is set from outside), every worker drops the dataflow without
+/// flushing open windows (their state belongs to whoever owns the partitions next, who
+/// rebuilds it from the committed offsets), sets `abort` (the sink reads it) and the call
+/// returns [`PipelineError::Revoked`].
+pub fn run_with_control(
+    cfg: &PipelineConfig,
+    sources: SourceFactory,
+    sink: mpsc::Sender<SinkBatch>,
+    stop: Arc<AtomicBool>,
+    abort: Arc<AtomicBool>,
+    profiles: SharedProfiles,
+    progress: Arc<Progress>,
+) -> Result<()> {
     let workers = cfg.resolved_workers();
     let delay = cfg.max_out_of_orderness_ms.saturating_mul(1_000_000);
     let lateness = cfg.allowed_lateness_ms.saturating_mul(1_000_000);
@@ -126,6 +143,7 @@ pub fn run_with_progress(
         let probe = ProbeHandle::new();
         let sink = sink.clone();
         let progress = Arc::clone(&progress);
+        let abort = Arc::clone(&abort);
         let sink_done = Rc::new(Cell::new(false));
         let sink_done_w = Rc::clone(&sink_done);
         let mut pending = SinkBatch { worker: index, ..Default::default() };
@@ -364,10 +382,24 @@ pub fn run_with_progress(
         let mut wm = WatermarkTracker::new(&source.partitions(), delay, idle, proc_now());
         let mut buf: Vec<Polled> = Vec::with_capacity(batch);
         let mut last_metrics = Instant::now();
+        let aborted = |worker: &mut timely::worker::Worker| {
+            abort.store(true, Ordering::SeqCst);
+            for id in worker.installed_dataflows() {
+                worker.drop_dataflow(id);
+            }
+            Err(PipelineError::Revoked)
+        };
         loop {
             buf.clear();
+            source.set_input_time(*input.time());
             let state = source.poll(batch, &mut buf).map_err(|e| PipelineError::Bus(e.to_string()))?;
+            if state == SourceState::Revoked || abort.load(Ordering::SeqCst) {
+                return aborted(worker);
+            }
             let now = proc_now();
+            for (p, max_event) in source.take_resumed() {
+                wm.seed(p, max_event, now);
+            }
             let got = buf.len();
             for polled in buf.drain(..) {
                 match polled.quote {
@@ -412,6 +444,9 @@ pub fn run_with_progress(
             if state == SourceState::Finished || stop.load(Ordering::Relaxed) {
                 break;
             }
+            if abort.load(Ordering::SeqCst) {
+                return aborted(worker);
+            }
             if got == 0 {
                 worker.step_or_park(Some(Duration::from_millis(2)));
             } else {
@@ -421,6 +456,9 @@ pub fn run_with_progress(
         progress.finish(index);
         drop(input);
         while !probe.done() || !sink_done.get() {
+            if abort.load(Ordering::SeqCst) {
+                return aborted(worker);
+            }
             worker.step_or_park(Some(Duration::from_millis(1)));
         }
         Ok(())

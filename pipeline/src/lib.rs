@@ -18,7 +18,9 @@ use pricestream_analytics::SignalParams;
 use pricestream_schemas::Interval;
 use serde::{Deserialize, Serialize};
 
-pub use dataflow::{run, run_with_progress, Output, Record, SinkBatch, SourceFactory};
+pub use dataflow::{
+    run, run_with_control, run_with_progress, Output, Record, SinkBatch, SourceFactory,
+};
 pub use progress::{Progress, ProgressReport, Stall};
 pub use signals::SharedProfiles;
 
@@ -95,6 +97,10 @@ pub enum PipelineError {
     Sink(#[from] pricestream_store::StoreError),
     #[error("sink task failed: {0}")]
     Join(String),
+    #[error("{0}")]
+    Publish(String),
+    #[error("partitions were revoked; the dataflow was dropped to be rebuilt")]
+    Revoked,
 }
 
 pub type Result<T> = std::result::Result<T, PipelineError>;

@@ -4,11 +4,12 @@
 //! set), so a retried or replayed batch converges to the same rows and files.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pricestream_schemas::Quote;
-use pricestream_store::{Lake, Store, StoreError};
+use pricestream_schemas::{Bar, Quote, Signal};
+use pricestream_store::{DeadLetter, Lake, Store, StoreError};
 use tokio::sync::mpsc;
 
 use crate::dataflow::SinkBatch;
@@ -63,6 +64,42 @@ pub struct SinkOptions {
     pub store_quotes: bool,
 }
 
+/// Publishes the sink's results to a transport (Kafka's `bars.v1`, `signals.v1`,
+/// `quotes.dlq`): each call returns once the transport holds the rows durably.
+#[async_trait::async_trait]
+pub trait ResultPublisher: Send + Sync {
+    async fn bars(&self, bars: &[Bar]) -> std::result::Result<(), String>;
+    async fn signals(&self, signals: &[Signal]) -> std::result::Result<(), String>;
+    async fn dead_letters(&self, dead: &[DeadLetter]) -> std::result::Result<(), String>;
+}
+
+/// Optional parts of the sink beyond the store and the lake.
+#[derive(Clone, Default)]
+pub struct SinkHooks {
+    /// Where results are published besides the store and the lake.
+    pub publisher: Option<Arc<dyn ResultPublisher>>,
+    /// Called with the sink's watermark (the least worker frontier) each time everything
+    /// below it is durable in every sink: offsets may be committed up to there.
+    pub on_durable: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    /// Set by the dataflow when it was dropped without flushing (partitions revoked):
+    /// the sink then writes nothing more once its input ends (buffered raw quotes are
+    /// rebuilt by the replay).
+    pub aborted: Option<Arc<AtomicBool>>,
+}
+
+async fn publish_results<F, Fut>(what: &'static str, f: F) -> Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<(), String>>,
+{
+    let started = Instant::now();
+    f().await
+        .map_err(|e| PipelineError::Publish(format!("publishing {what}: {e}")))?;
+    metrics::histogram!(m::SINK_WRITE_SECONDS, "sink" => what)
+        .record(started.elapsed().as_secs_f64());
+    Ok(())
+}
+
 fn publish<T: Clone>(live: Option<&LiveHub>, rows: &[T], wrap: fn(T) -> LiveEvent) {
     if let Some(hub) = live.filter(|h| h.subscribers() > 0) {
         for r in rows {
@@ -112,11 +149,23 @@ where
 
 /// Consumes batches until every worker has dropped its sender.
 pub async fn run_sink(
+    rx: mpsc::Receiver<SinkBatch>,
+    store: Arc<dyn Store>,
+    lake: Option<Lake>,
+    opts: SinkOptions,
+    live: Option<LiveHub>,
+) -> Result<SinkStats> {
+    run_sink_with(rx, store, lake, opts, live, SinkHooks::default()).await
+}
+
+/// [`run_sink`] with a result publisher, a durability callback and an abort flag.
+pub async fn run_sink_with(
     mut rx: mpsc::Receiver<SinkBatch>,
     store: Arc<dyn Store>,
     lake: Option<Lake>,
     opts: SinkOptions,
     live: Option<LiveHub>,
+    hooks: SinkHooks,
 ) -> Result<SinkStats> {
     let mut stats = SinkStats::default();
     let mut lake = lake;
@@ -165,6 +214,9 @@ pub async fn run_sink(
                 record("lake", bars.len(), started);
                 record_latency("lake", bars.len(), batch.emitted_at);
             }
+            if let Some(p) = &hooks.publisher {
+                publish_results("publish_bars", || p.bars(&bars)).await?;
+            }
             publish(live.as_ref(), &bars, LiveEvent::Bar);
             stats.bars += bars.len() as u64;
         }
@@ -182,6 +234,9 @@ pub async fn run_sink(
             {
                 record("lake_signals", signals.len(), started);
             }
+            if let Some(p) = &hooks.publisher {
+                publish_results("publish_signals", || p.signals(&signals)).await?;
+            }
             publish(live.as_ref(), &signals, LiveEvent::Signal);
             stats.signals += signals.len() as u64;
         }
@@ -195,6 +250,9 @@ pub async fn run_sink(
                 s.insert_dead_letters(&d).await
             })
             .await?;
+            if let Some(p) = &hooks.publisher {
+                publish_results("publish_dlq", || p.dead_letters(&dead)).await?;
+            }
             stats.dead_letters += dead.len() as u64;
         }
         stats.frontiers.insert(batch.worker, batch.frontier);
@@ -212,6 +270,7 @@ pub async fn run_sink(
             };
         }
         let Some(wm) = wm else { continue };
+        let all_open = stats.frontiers.values().all(Option::is_some);
         let before = wm.saturating_sub(opts.allowed_lateness_ns);
         // raw quotes: an hour is written once no quote can still arrive for it
         let ready: Vec<i64> = quote_hours
@@ -244,6 +303,21 @@ pub async fn run_sink(
                 }
             }
         }
+        // Only real frontiers count: the flush at the end of the input is not final.
+        if let (true, Some(cb)) = (all_open, &hooks.on_durable) {
+            cb(u64::try_from(wm).unwrap_or(0));
+        }
+    }
+    if hooks
+        .aborted
+        .as_ref()
+        .is_some_and(|a| a.load(Ordering::SeqCst))
+    {
+        tracing::info!(
+            buffered_quotes = quote_hours.values().map(Vec::len).sum::<usize>(),
+            "dataflow aborted; buffered raw quotes are left to the replay"
+        );
+        return Ok(stats);
     }
     // whatever quotes are left (the input is closed)
     let quotes: Vec<Quote> = std::mem::take(&mut quote_hours)

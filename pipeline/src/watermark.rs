@@ -72,6 +72,16 @@ impl WatermarkTracker {
         }
     }
 
+    /// Starts `partition` as if events up to `max_event` had been read (a source resuming
+    /// after a restart), so its watermark continues where it was.
+    pub fn seed(&mut self, partition: u32, max_event: TimestampNs, now: TimestampNs) {
+        let p = self.parts.entry(partition).or_insert(PartitionWm {
+            max_event: None,
+            last_active: now,
+        });
+        p.max_event = Some(p.max_event.map_or(max_event, |m| m.max(max_event)));
+    }
+
     /// Records an event of `partition`; returns that partition's watermark after it.
     pub fn observe(
         &mut self,
