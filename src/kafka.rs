@@ -292,6 +292,13 @@ async fn process_loop(
     let horizon = commit_horizon_ns(cfg);
     let lateness = cfg.pipeline.allowed_lateness_ms.saturating_mul(1_000_000);
     let profiles = pricestream_pipeline::SharedProfiles::default();
+    let partitions = {
+        let kcfg = cfg.kafka.clone();
+        tokio::task::spawn_blocking(move || {
+            pricestream_kafka::partition_count(&kcfg, &kcfg.topics.quotes)
+        })
+        .await??
+    };
     let mut incarnation = 0u32;
     loop {
         incarnation += 1;
@@ -332,14 +339,18 @@ async fn process_loop(
                 cfg.kafka.clone(),
             );
             let exit_at_end = opts.exit_at_end;
+            let warmup = warmup_loader(cfg, &parts.store, partitions);
             Arc::new(move |i, _n| {
                 if i == 0 {
-                    Ok(Box::new(KafkaSource::new(
-                        Arc::clone(&consumer),
-                        Arc::clone(&tracker),
-                        &kcfg,
-                        exit_at_end,
-                    )) as Box<dyn QuoteSource>)
+                    Ok(Box::new(
+                        KafkaSource::new(
+                            Arc::clone(&consumer),
+                            Arc::clone(&tracker),
+                            &kcfg,
+                            exit_at_end,
+                        )
+                        .with_warmup(Arc::clone(&warmup)),
+                    ) as Box<dyn QuoteSource>)
                 } else {
                     Ok(Box::new(NoPartitions) as Box<dyn QuoteSource>)
                 }
@@ -398,6 +409,54 @@ async fn process_loop(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Bars a resumed partition's signal series need: for every symbol of the partition and
+/// every interval with signals, the last `pipeline.signal_warmup_bars` final bars before
+/// the resume point (enough for every indicator's window; the exponential ones converge
+/// far below the batch-equality tolerance long before that).
+fn warmup_loader(
+    cfg: &Config,
+    store: &Arc<dyn Store>,
+    partitions: u32,
+) -> pricestream_kafka::WarmupLoader {
+    let store = Arc::clone(store);
+    let intervals: Vec<Interval> = cfg.pipeline.signals.keys().copied().collect();
+    let limit = cfg.pipeline.signal_warmup_bars;
+    let handle = tokio::runtime::Handle::current();
+    Arc::new(move |partition, before| {
+        let load = async {
+            let mut out = Vec::new();
+            let symbols = store.symbols().await?;
+            for s in symbols {
+                if pricestream_bus::partition_for(&s.symbol, partitions) != partition {
+                    continue;
+                }
+                for &interval in &intervals {
+                    let mut bars = store
+                        .query_bars(&pricestream_store::BarQuery {
+                            venue: Some(s.venue),
+                            symbol: s.symbol.clone(),
+                            interval,
+                            from: i64::MIN,
+                            to: before.saturating_sub(interval.nanos()).saturating_add(1),
+                            limit,
+                            tail: true,
+                        })
+                        .await?;
+                    out.append(&mut bars);
+                }
+            }
+            Ok::<_, pricestream_store::StoreError>(out)
+        };
+        match handle.block_on(load) {
+            Ok(bars) => bars,
+            Err(e) => {
+                tracing::error!(partition, error = %e, "cannot load the signal warm-up bars; signals of this partition restart cold");
+                Vec::new()
+            }
+        }
+    })
 }
 
 /// A thread that commits offsets as the sinks report durability; it commits one last time

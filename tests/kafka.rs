@@ -20,7 +20,11 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pricestream");
+/// The binary under test (`PRICESTREAM_TEST_BIN` overrides the one cargo built).
+fn bin() -> String {
+    std::env::var("PRICESTREAM_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_pricestream").to_string())
+}
 const SYMBOLS: [&str; 3] = ["BTC-USDT", "ETH-USDT", "SOL-USDT"];
 /// 2024-03-01T00:00:00Z
 const START_MS: i64 = 1_709_251_200_000;
@@ -74,7 +78,7 @@ data_dir = "{data}"
 listen = "127.0.0.1:{port}"
 [pipeline]
 workers = 2
-idle_timeout_ms = 60000
+idle_timeout_ms = 3000
 max_out_of_orderness_ms = 2000
 allowed_lateness_ms = 60000
 rollups = ["5m", "15m", "1h"]
@@ -122,7 +126,7 @@ impl Drop for Proc {
 
 fn spawn(config: &Path, args: &[&str]) -> Proc {
     Proc(Some(
-        Command::new(BIN)
+        Command::new(bin())
             .arg("--config")
             .arg(config)
             .args(args)
@@ -259,7 +263,7 @@ fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<(Vec<u8>, BTreeMap<St
     c.subscribe(&[topic]).unwrap();
     let mut out = Vec::new();
     let mut last = Instant::now();
-    while out.len() < n && last.elapsed() < Duration::from_secs(20) {
+    while out.len() < n && last.elapsed() < Duration::from_secs(8) {
         if let Some(r) = c.poll(Duration::from_millis(200)) {
             let m = r.unwrap();
             let mut headers = BTreeMap::new();
@@ -443,11 +447,12 @@ async fn poison_messages_go_to_the_dlq_with_their_reason_and_processing_goes_on(
             .unwrap();
     }
     producer.flush(Duration::from_secs(10)).unwrap();
-    finish(
+    let log = finish(
         spawn(&cfg, &["process", "--exit-at-end"]),
         Duration::from_secs(180),
     );
-    let dlq = read_topic(&brokers, &format!("{}.dlq", setup.topics), poison.len());
+    eprintln!("process log:\n{log}");
+    let dlq = read_topic(&brokers, &format!("{}.dlq", setup.topics), usize::MAX);
     let mut got: Vec<(String, Vec<u8>)> = dlq
         .iter()
         .filter(|(_, h)| h.get("reason").map(String::as_str) != Some("late"))

@@ -61,6 +61,17 @@ pub trait QuoteSource: Send {
     /// The dataflow's input time at which the next poll's records enter it (sources that
     /// commit offsets after the sinks use it to know when a record is durable).
     fn set_input_time(&mut self, _time: u64) {}
+    /// Final bars from before the resume point that stateful operators (signals) need to
+    /// continue exactly where they were; fed to them before the next records. Drained.
+    fn take_warmup(&mut self) -> Vec<pricestream_schemas::Bar> {
+        Vec::new()
+    }
+    /// Partitions assigned since the last call (sources whose assignment arrives after
+    /// they start, like a consumer group's): each holds the watermark back until it has
+    /// delivered or gone idle, exactly like the partitions known at start. Drained.
+    fn take_new_partitions(&mut self) -> Vec<u32> {
+        Vec::new()
+    }
 }
 
 /// Connectors publish quotes through this.

@@ -16,6 +16,7 @@ pub use producer::{KafkaQuotePublisher, Message, Producer};
 pub use results::KafkaResults;
 pub use source::{
     acknowledge_revocation, consumer, CommitTracker, Committer, KafkaConsumer, KafkaSource, Resume,
+    WarmupLoader,
 };
 
 use rdkafka::ClientConfig;

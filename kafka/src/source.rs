@@ -302,6 +302,10 @@ impl Committer {
     }
 }
 
+/// Loads the final bars of a partition's symbols from before `before` (event time), for
+/// the signal state of a resumed partition.
+pub type WarmupLoader = Arc<dyn Fn(u32, i64) -> Vec<pricestream_schemas::Bar> + Send + Sync>;
+
 /// Per-partition replay rule loaded from the committed metadata.
 #[derive(Debug, Clone, Copy)]
 struct Rule {
@@ -320,10 +324,15 @@ pub struct KafkaSource {
     rules: HashMap<i32, Rule>,
     at_end: HashMap<i32, bool>,
     resumed: Vec<(u32, i64)>,
+    warmup: Option<WarmupLoader>,
+    warm: Vec<pricestream_schemas::Bar>,
     /// Input time of the dataflow when the current poll's records enter it.
     input_time: u64,
     now_ns: fn() -> i64,
     last_message: Instant,
+    known: std::collections::BTreeSet<i32>,
+    new_parts: Vec<u32>,
+    assignment_checked: Option<Instant>,
 }
 
 fn system_now() -> i64 {
@@ -347,10 +356,21 @@ impl KafkaSource {
             rules: HashMap::new(),
             at_end: HashMap::new(),
             resumed: Vec::new(),
+            warmup: None,
+            warm: Vec::new(),
             input_time: 0,
             now_ns: system_now,
             last_message: Instant::now(),
+            known: Default::default(),
+            new_parts: Vec::new(),
+            assignment_checked: None,
         }
+    }
+
+    /// Feeds resumed partitions' signal state from `loader`.
+    pub fn with_warmup(mut self, loader: WarmupLoader) -> Self {
+        self.warmup = Some(loader);
+        self
     }
 
     /// Loads the committed metadata of a partition seen for the first time.
@@ -381,6 +401,15 @@ impl KafkaSource {
             );
             if r.max_event != i64::MIN {
                 self.resumed.push((partition as u32, r.max_event));
+            }
+            if let Some(load) = &self.warmup {
+                let bars = load(partition as u32, r.skip_before);
+                tracing::info!(
+                    partition,
+                    bars = bars.len(),
+                    "signal state warmed from the store"
+                );
+                self.warm.extend(bars);
             }
         }
         let rule = Rule { resume };
@@ -428,6 +457,19 @@ impl QuoteSource for KafkaSource {
             let parts: Vec<i32> = self.rules.keys().copied().collect();
             self.tracker.forget(&parts);
             return Ok(SourceState::Revoked);
+        }
+        if self
+            .assignment_checked
+            .is_none_or(|t| t.elapsed() > Duration::from_millis(100))
+        {
+            self.assignment_checked = Some(Instant::now());
+            if let Ok(tpl) = self.consumer.assignment() {
+                for e in tpl.elements() {
+                    if e.topic() == self.topic && self.known.insert(e.partition()) {
+                        self.new_parts.push(e.partition() as u32);
+                    }
+                }
+            }
         }
         let start = out.len();
         let mut positions: BTreeMap<i32, (i64, Option<i64>)> = BTreeMap::new();
@@ -549,6 +591,14 @@ impl QuoteSource for KafkaSource {
 
     fn take_resumed(&mut self) -> Vec<(u32, i64)> {
         std::mem::take(&mut self.resumed)
+    }
+
+    fn take_warmup(&mut self) -> Vec<pricestream_schemas::Bar> {
+        std::mem::take(&mut self.warm)
+    }
+
+    fn take_new_partitions(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.new_parts)
     }
 }
 

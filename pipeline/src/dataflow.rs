@@ -41,6 +41,8 @@ pub enum Record {
         partition: u32,
         offset: u64,
     },
+    /// A final bar from before a restart, for the signal state (never written again).
+    Warm(Bar),
 }
 
 /// A record flowing from the window operator to the sinks.
@@ -51,6 +53,8 @@ pub enum Output {
     Bar(Bar),
     Signal(Signal),
     Dead(DeadLetter),
+    /// See [`Record::Warm`]: passes the rollups untouched and ends at the signals.
+    Warm(Bar),
 }
 
 /// What a worker hands to the sinks: everything it produced below `frontier`.
@@ -161,6 +165,7 @@ pub fn run_with_control(
         worker.dataflow::<u64, _, _>(|scope| {
             let exchange = Exchange::new(|r: &Record| match r {
                 Record::Quote { quote, .. } => quote.symbol.stable_hash(),
+                Record::Warm(bar) => bar.symbol.stable_hash(),
                 Record::Rejected { partition, .. } => u64::from(*partition),
             });
             scope
@@ -215,6 +220,7 @@ pub fn run_with_control(
                                                 raw.push(quote);
                                             }
                                         }
+                                        Record::Warm(bar) => now_out.push(Output::Warm(bar)),
                                         Record::Rejected { reason, error, payload, partition, offset } => {
                                             now_out.push(Output::Dead(DeadLetter {
                                                 topic: topics::QUOTES.to_string(),
@@ -296,6 +302,10 @@ pub fn run_with_control(
                             let out_cap = cap.delayed(&t, 0);
                             for batch in data {
                                 for o in batch.drain(..) {
+                                    if let Output::Warm(b) = &o {
+                                        stage.warm(b);
+                                        continue;
+                                    }
                                     if let Output::Bar(b) = &o {
                                         if let Some(fin) = stage.offer(b) {
                                             caps.entry(fin).or_insert_with(|| {
@@ -331,6 +341,7 @@ pub fn run_with_control(
                                     Output::Signal(x) => pending.signals.push(x),
                                     Output::Quote(q) => pending.quotes.push(q),
                                     Output::Dead(d) => pending.dead.push(d),
+                                    Output::Warm(_) => {}
                                 }
                             }
                         }
@@ -397,8 +408,14 @@ pub fn run_with_control(
                 return aborted(worker);
             }
             let now = proc_now();
+            for p in source.take_new_partitions() {
+                wm.add_partition(p, now);
+            }
             for (p, max_event) in source.take_resumed() {
                 wm.seed(p, max_event, now);
+            }
+            for bar in source.take_warmup() {
+                input.send(Record::Warm(bar));
             }
             let got = buf.len();
             for polled in buf.drain(..) {

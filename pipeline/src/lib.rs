@@ -51,6 +51,9 @@ pub struct PipelineConfig {
     /// Readiness fails when quotes keep arriving but the watermark has not advanced for
     /// this long, or when a worker has not polled its source for this long.
     pub stall_timeout_ms: i64,
+    /// Final bars per series loaded into the signal state when a partition resumes from
+    /// committed offsets (Kafka), so signals continue exactly where they were.
+    pub signal_warmup_bars: u32,
 }
 
 impl Default for PipelineConfig {
@@ -69,6 +72,7 @@ impl Default for PipelineConfig {
             seasonal: signals::SeasonalParams::default(),
             keep_quotes: true,
             stall_timeout_ms: 30_000,
+            signal_warmup_bars: 5_000,
         }
     }
 }

@@ -102,6 +102,20 @@ impl SignalStage {
         Some(fin)
     }
 
+    /// Feeds a bar that was final before a restart to its series, emitting nothing: the
+    /// series continues as if it had never stopped.
+    pub fn warm(&mut self, bar: &Bar) {
+        let Some(params) = self.params.get(&bar.interval) else {
+            return;
+        };
+        let series = (bar.venue, bar.symbol.clone(), bar.interval);
+        let params = params.clone();
+        self.engines
+            .entry(series)
+            .or_insert_with(|| SignalEngine::new(params))
+            .on_bar(bar);
+    }
+
     /// Feeds every bar final at `frontier` (strictly past) to its series; returns the
     /// signals grouped by finalisation time.
     pub fn advance(&mut self, frontier: TimestampNs) -> Vec<(TimestampNs, Vec<Signal>)> {

@@ -72,6 +72,15 @@ impl WatermarkTracker {
         }
     }
 
+    /// Adds a partition that has delivered nothing yet: it holds the watermark back until
+    /// it delivers or goes idle.
+    pub fn add_partition(&mut self, partition: u32, now: TimestampNs) {
+        self.parts.entry(partition).or_insert(PartitionWm {
+            max_event: None,
+            last_active: now,
+        });
+    }
+
     /// Starts `partition` as if events up to `max_event` had been read (a source resuming
     /// after a restart), so its watermark continues where it was.
     pub fn seed(&mut self, partition: u32, max_event: TimestampNs, now: TimestampNs) {
