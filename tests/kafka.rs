@@ -429,10 +429,18 @@ async fn poison_messages_go_to_the_dlq_with_their_reason_and_processing_goes_on(
                 r#"{{"v":1,"venue":"binance","symbol":"BTC-USDT","kind":"trade","price":0.0,"size":1.0,"ts_event":{ts},"ts_ingest":{ts}}}"#
             ),
         ),
+        // an event time far past its own ingest time
+        (
+            "bad_timestamp",
+            format!(
+                r#"{{"v":1,"venue":"binance","symbol":"BTC-USDT","kind":"trade","price":5.0,"size":1.0,"ts_event":{far},"ts_ingest":{ts}}}"#
+            ),
+        ),
+        // consistent in itself, but far ahead of the processor's clock
         (
             "future",
             format!(
-                r#"{{"v":1,"venue":"binance","symbol":"BTC-USDT","kind":"trade","price":5.0,"size":1.0,"ts_event":{far},"ts_ingest":{ts}}}"#
+                r#"{{"v":1,"venue":"binance","symbol":"BTC-USDT","kind":"trade","price":5.0,"size":1.0,"ts_event":{far},"ts_ingest":{far}}}"#
             ),
         ),
     ];
@@ -477,5 +485,6 @@ async fn poison_messages_go_to_the_dlq_with_their_reason_and_processing_goes_on(
         .collect();
     assert_eq!(counts.get("malformed"), Some(&1), "{counts:?}");
     assert_eq!(counts.get("future"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("bad_timestamp"), Some(&1), "{counts:?}");
     assert_eq!(counts.get("invalid_price"), Some(&2), "{counts:?}");
 }
