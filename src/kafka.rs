@@ -10,7 +10,7 @@ use anyhow::Context;
 use pricestream_api::{AppState, PipelineHealth};
 use pricestream_bus::{Polled, QuotePublisher, QuoteSource, SourceState};
 use pricestream_kafka::{
-    acknowledge_revocation, CommitTracker, Committer, KafkaConsumer, KafkaQuotePublisher,
+    acknowledge_revocation, CheckpointStore, CommitTracker, Committer, KafkaQuotePublisher,
     KafkaResults, KafkaSource, Producer,
 };
 use pricestream_pipeline::sink::{self, SinkHooks};
@@ -299,6 +299,12 @@ async fn process_loop(
         })
         .await??
     };
+    let checkpoints: Arc<dyn CheckpointStore> = Arc::new(StoreCheckpoints {
+        store: Arc::clone(&parts.store),
+        group: cfg.kafka.group_id.clone(),
+        topic: cfg.kafka.topics.quotes.clone(),
+        handle: tokio::runtime::Handle::current(),
+    });
     let mut incarnation = 0u32;
     loop {
         incarnation += 1;
@@ -306,9 +312,13 @@ async fn process_loop(
         let tracker = CommitTracker::new(horizon, lateness);
         let abort = Arc::new(AtomicBool::new(false));
         let (commit_tx, commit_handle) = spawn_committer(
-            Arc::clone(&consumer),
-            Arc::clone(&tracker),
-            &cfg.kafka.topics.quotes,
+            Committer::new(
+                Arc::clone(&consumer),
+                Arc::clone(&tracker),
+                &cfg.kafka.topics.quotes,
+                Duration::from_millis(cfg.kafka.commit_interval_ms),
+            )
+            .with_checkpoints(Arc::clone(&checkpoints)),
             Duration::from_millis(cfg.kafka.commit_interval_ms),
         )?;
         let (sink_tx, sink_rx) = mpsc::channel::<SinkBatch>(256);
@@ -340,6 +350,7 @@ async fn process_loop(
             );
             let exit_at_end = opts.exit_at_end;
             let warmup = warmup_loader(cfg, &parts.store, partitions);
+            let checkpoints = Arc::clone(&checkpoints);
             Arc::new(move |i, _n| {
                 if i == 0 {
                     Ok(Box::new(
@@ -349,7 +360,8 @@ async fn process_loop(
                             &kcfg,
                             exit_at_end,
                         )
-                        .with_warmup(Arc::clone(&warmup)),
+                        .with_warmup(Arc::clone(&warmup))
+                        .with_checkpoints(Arc::clone(&checkpoints)),
                     ) as Box<dyn QuoteSource>)
                 } else {
                     Ok(Box::new(NoPartitions) as Box<dyn QuoteSource>)
@@ -411,6 +423,40 @@ async fn process_loop(
     }
 }
 
+/// Replay metadata in the store, beside the offsets Kafka keeps.
+struct StoreCheckpoints {
+    store: Arc<dyn Store>,
+    group: String,
+    topic: String,
+    handle: tokio::runtime::Handle,
+}
+
+impl CheckpointStore for StoreCheckpoints {
+    fn load(&self, partition: i32) -> Option<(i64, String)> {
+        match self.handle.block_on(
+            self.store
+                .load_checkpoint(&self.group, &self.topic, partition),
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(partition, error = %e, "cannot read the checkpoint; the partition is replayed without skipping");
+                None
+            }
+        }
+    }
+
+    fn save(&self, checkpoints: &[(i32, i64, String)]) -> Result<(), String> {
+        self.handle
+            .block_on(self.store.save_checkpoints(
+                &self.group,
+                &self.topic,
+                checkpoints,
+                SystemClock.now_ns(),
+            ))
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// Bars a resumed partition's signal series need: for every symbol of the partition and
 /// every interval with signals, the last `pipeline.signal_warmup_bars` final bars before
 /// the resume point (enough for every indicator's window; the exponential ones converge
@@ -462,13 +508,10 @@ fn warmup_loader(
 /// A thread that commits offsets as the sinks report durability; it commits one last time
 /// when the sender is dropped, and returns how many commits it made.
 fn spawn_committer(
-    consumer: Arc<KafkaConsumer>,
-    tracker: Arc<CommitTracker>,
-    topic: &str,
+    mut committer: Committer,
     interval: Duration,
 ) -> anyhow::Result<(std::sync::mpsc::Sender<u64>, std::thread::JoinHandle<usize>)> {
     let (tx, rx) = std::sync::mpsc::channel::<u64>();
-    let mut committer = Committer::new(consumer, tracker, topic, interval);
     let handle = std::thread::Builder::new()
         .name("pricestream-commit".into())
         .spawn(move || {

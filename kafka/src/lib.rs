@@ -15,8 +15,8 @@ pub use config::{KafkaConfig, Topics};
 pub use producer::{KafkaQuotePublisher, Message, Producer};
 pub use results::KafkaResults;
 pub use source::{
-    acknowledge_revocation, consumer, CommitTracker, Committer, KafkaConsumer, KafkaSource, Resume,
-    WarmupLoader,
+    acknowledge_revocation, consumer, CheckpointStore, CommitTracker, Committer, KafkaConsumer,
+    KafkaSource, Resume, WarmupLoader,
 };
 
 use rdkafka::ClientConfig;

@@ -10,6 +10,7 @@ pub const COMMITS: &str = "pricestream_kafka_commits_total";
 pub const COMMIT_SECONDS: &str = "pricestream_kafka_commit_seconds";
 pub const REBALANCES: &str = "pricestream_kafka_rebalances_total";
 pub const REPLAY_SKIPPED: &str = "pricestream_kafka_replay_skipped_total";
+pub const REDELIVERED: &str = "pricestream_kafka_redelivered_total";
 pub const BROKER_UP: &str = "pricestream_kafka_broker_up";
 
 /// Registers descriptions with the installed recorder.

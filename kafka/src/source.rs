@@ -35,6 +35,7 @@ use crate::{client_config, KafkaConfig, KafkaError as Error, Result};
 #[derive(Default)]
 pub struct Ctx {
     revoked: AtomicBool,
+    assigned: AtomicBool,
 }
 
 impl ClientContext for Ctx {
@@ -62,6 +63,11 @@ impl ConsumerContext for Ctx {
             Rebalance::Assign(tpl) => {
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
                 metrics::counter!(m::REBALANCES, "kind" => "assign").increment(1);
+                // A new assignment restarts every partition at its committed offset, so
+                // whatever the dataflow holds would be counted twice: rebuild it.
+                if self.assigned.swap(true, Ordering::SeqCst) {
+                    self.revoked.store(true, Ordering::SeqCst);
+                }
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
             Rebalance::Revoke(_) => {}
@@ -198,7 +204,9 @@ impl CommitTracker {
             t.open
                 .retain(|b, _| b.saturating_add(horizon) > final_before);
             let Some(safe) = t.safe else { continue };
-            let (offset, max_event) = match t.open.values().next() {
+            // the least first offset of the open buckets (late records can make an
+            // older bucket's first offset larger than a newer one's)
+            let (offset, max_event) = match t.open.values().min_by_key(|(first, _)| *first) {
                 Some(&(first, before)) if first < safe.0 => (first, before),
                 _ => safe,
             };
@@ -216,6 +224,17 @@ impl CommitTracker {
             }
         }
         out
+    }
+
+    /// Offsets that could not be committed: the next call offers them again.
+    fn rollback(&self, offsets: &[(i32, i64, Resume)]) {
+        if let Ok(mut st) = self.inner.lock() {
+            for (p, _, _) in offsets {
+                if let Some(t) = st.parts.get_mut(p) {
+                    t.committed = 0;
+                }
+            }
+        }
     }
 
     fn forget(&self, partitions: &[i32]) {
@@ -240,6 +259,7 @@ pub struct Committer {
     interval: Duration,
     last: Option<Instant>,
     pending: Option<u64>,
+    checkpoints: Option<Arc<dyn CheckpointStore>>,
 }
 
 impl Committer {
@@ -256,7 +276,14 @@ impl Committer {
             interval,
             last: None,
             pending: None,
+            checkpoints: None,
         }
+    }
+
+    /// Also saves the replay metadata to `store` before each commit.
+    pub fn with_checkpoints(mut self, store: Arc<dyn CheckpointStore>) -> Self {
+        self.checkpoints = Some(store);
+        self
     }
 
     /// The sinks have made everything below `frontier` durable. Commits when the interval
@@ -271,8 +298,23 @@ impl Committer {
         };
         self.last = Some(Instant::now());
         let offsets = self.tracker.durable(f);
+        tracing::debug!(frontier = f, releasable = offsets.len(), "sinks durable");
         if offsets.is_empty() {
             return Ok(0);
+        }
+        if let Some(cp) = &self.checkpoints {
+            let rows: Vec<(i32, i64, String)> = offsets
+                .iter()
+                .map(|(p, o, r)| (*p, *o, r.encode()))
+                .collect();
+            if let Err(e) = cp.save(&rows) {
+                // Without its metadata the offset must not move: a resume would not know
+                // what to skip.
+                metrics::counter!(m::COMMITS, "outcome" => "error").increment(1);
+                tracing::warn!(error = %e, "cannot save the checkpoints; offsets not committed");
+                self.tracker.rollback(&offsets);
+                return Ok(0);
+            }
         }
         let mut tpl = TopicPartitionList::new();
         for (p, offset, resume) in &offsets {
@@ -302,6 +344,15 @@ impl Committer {
     }
 }
 
+/// Where replay metadata is kept beside Kafka's committed offsets (brokers differ in
+/// whether they keep commit metadata; the store always does). Saved before the offsets
+/// are committed, so the metadata is never older than the committed offset.
+pub trait CheckpointStore: Send + Sync {
+    /// (next offset, metadata) of a partition.
+    fn load(&self, partition: i32) -> Option<(i64, String)>;
+    fn save(&self, checkpoints: &[(i32, i64, String)]) -> std::result::Result<(), String>;
+}
+
 /// Loads the final bars of a partition's symbols from before `before` (event time), for
 /// the signal state of a resumed partition.
 pub type WarmupLoader = Arc<dyn Fn(u32, i64) -> Vec<pricestream_schemas::Bar> + Send + Sync>;
@@ -325,12 +376,14 @@ pub struct KafkaSource {
     at_end: HashMap<i32, bool>,
     resumed: Vec<(u32, i64)>,
     warmup: Option<WarmupLoader>,
+    checkpoints: Option<Arc<dyn CheckpointStore>>,
     warm: Vec<pricestream_schemas::Bar>,
     /// Input time of the dataflow when the current poll's records enter it.
     input_time: u64,
     now_ns: fn() -> i64,
     last_message: Instant,
     known: std::collections::BTreeSet<i32>,
+    next_offsets: HashMap<i32, i64>,
     new_parts: Vec<u32>,
     assignment_checked: Option<Instant>,
 }
@@ -357,14 +410,22 @@ impl KafkaSource {
             at_end: HashMap::new(),
             resumed: Vec::new(),
             warmup: None,
+            checkpoints: None,
             warm: Vec::new(),
             input_time: 0,
             now_ns: system_now,
             last_message: Instant::now(),
             known: Default::default(),
+            next_offsets: HashMap::new(),
             new_parts: Vec::new(),
             assignment_checked: None,
         }
+    }
+
+    /// Reads the replay metadata from `store` (else from Kafka's commit metadata).
+    pub fn with_checkpoints(mut self, store: Arc<dyn CheckpointStore>) -> Self {
+        self.checkpoints = Some(store);
+        self
     }
 
     /// Feeds resumed partitions' signal state from `loader`.
@@ -384,9 +445,18 @@ impl KafkaSource {
             .consumer
             .committed_offsets(tpl, Duration::from_secs(10))
         {
-            Ok(c) => c
-                .find_partition(&self.topic, partition)
-                .and_then(|e| Resume::decode(e.metadata())),
+            Ok(c) => match c.find_partition(&self.topic, partition) {
+                Some(e) => match (&self.checkpoints, e.offset()) {
+                    // the saved checkpoint goes with a committed offset at or before it
+                    (Some(cp), Offset::Offset(committed)) => cp
+                        .load(partition)
+                        .filter(|(offset, _)| *offset >= committed)
+                        .and_then(|(_, m)| Resume::decode(&m)),
+                    (Some(_), _) => None,
+                    (None, _) => Resume::decode(e.metadata()),
+                },
+                None => None,
+            },
             Err(e) => {
                 tracing::warn!(partition, error = %e, "cannot read the committed offset metadata");
                 None
@@ -505,6 +575,17 @@ impl QuoteSource for KafkaSource {
             let p = msg.partition();
             let offset = msg.offset();
             self.at_end.insert(p, false);
+            // Offsets only grow within a partition: anything below the next expected one is
+            // a redelivery (some brokers re-send a whole batch on a fetch from its middle).
+            let expected = self.next_offsets.entry(p).or_insert(offset);
+            if offset < *expected {
+                metrics::counter!(m::REDELIVERED).increment(1);
+                continue;
+            }
+            if offset > *expected {
+                tracing::debug!(partition = p, expected = *expected, offset, "offset gap");
+            }
+            *expected = offset + 1;
             let rule = self.rule(p);
             let payload = msg.payload().unwrap_or_default();
             let quote = self.validate(payload);

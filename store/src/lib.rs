@@ -127,6 +127,23 @@ pub trait Store: Send + Sync {
     async fn revoke_api_key(&self, id: &str, at: TimestampNs) -> Result<bool>;
     /// The key with this secret hash, revoked or not.
     async fn find_api_key(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>>;
+
+    /// Saves where a consumer group resumes partitions of a topic: (partition, next
+    /// offset, replay metadata) each.
+    async fn save_checkpoints(
+        &self,
+        group: &str,
+        topic: &str,
+        checkpoints: &[(i32, i64, String)],
+        at: TimestampNs,
+    ) -> Result<()>;
+    /// The saved checkpoint of one partition: (next offset, metadata).
+    async fn load_checkpoint(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<(i64, String)>>;
 }
 
 /// Opens the store named by `url` (`sqlite://path` or `postgres://…`) with default pool

@@ -828,6 +828,52 @@ impl Store for PgStore {
             .await?;
         row.as_ref().map(api_key_from_row).transpose()
     }
+
+    async fn save_checkpoints(
+        &self,
+        group: &str,
+        topic: &str,
+        checkpoints: &[(i32, i64, String)],
+        at: pricestream_schemas::TimestampNs,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (partition, offset, metadata) in checkpoints {
+            sqlx::query(
+                "INSERT INTO stream_checkpoints (consumer_group, topic, partition, next_offset, metadata, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET \
+                 next_offset = excluded.next_offset, metadata = excluded.metadata, updated_at = excluded.updated_at",
+            )
+            .bind(group)
+            .bind(topic)
+            .bind(*partition)
+            .bind(*offset)
+            .bind(metadata)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn load_checkpoint(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<(i64, String)>> {
+        let row: Option<(i64, String)> = sqlx::query_as(
+            "SELECT next_offset, metadata FROM stream_checkpoints \
+             WHERE consumer_group = $1 AND topic = $2 AND partition = $3",
+        )
+        .bind(group)
+        .bind(topic)
+        .bind(partition)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row)
+    }
 }
 
 #[cfg(test)]
