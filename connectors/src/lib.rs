@@ -1,10 +1,13 @@
-//! Connectors: sources of quotes. Each publishes canonical [`Quote`]s to the bus.
+//! Connectors: sources of quotes. Each publishes canonical [`Quote`]s to the bus through
+//! [`pricestream_bus::QuotePublisher`], so they run unchanged on any transport.
 //!
 //! [`Quote`]: pricestream_schemas::Quote
 
 pub mod error;
+pub mod http;
 pub mod metrics;
 pub mod rng;
+pub mod symbols;
 pub mod synthetic;
 
-pub use error::{ConnectorError, Result};
+pub use error::{ConnectorError, ErrorKind, Result};
