@@ -3,10 +3,15 @@
 //!
 //! [`Quote`]: pricestream_schemas::Quote
 
+pub mod backfill;
+pub mod binance;
+pub mod candles;
 pub mod error;
+pub mod heal;
 pub mod http;
 pub mod metrics;
 pub mod rng;
+pub mod runs;
 pub mod symbols;
 pub mod synthetic;
 
