@@ -130,18 +130,21 @@ impl Healer {
         let mut entry = match self.store.ledger(venue, symbol, self.interval).await? {
             Some(e) => e,
             None => {
+                // the series is tracked from here on, whether or not there is work yet
                 let lookback = i64::try_from(self.cfg.lookback_minutes)
                     .unwrap_or(0)
                     .saturating_mul(60 * NANOS_PER_SEC);
                 let start = self.interval.bucket_start(end.saturating_sub(lookback));
-                LedgerEntry {
+                let e = LedgerEntry {
                     venue,
                     symbol: symbol.clone(),
                     interval: self.interval,
                     tracked_from: start,
                     verified_to: start,
                     updated_at: now,
-                }
+                };
+                self.store.put_ledger(&e).await?;
+                e
             }
         };
         let from = entry.verified_to.max(entry.tracked_from);

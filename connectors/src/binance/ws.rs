@@ -158,7 +158,9 @@ impl BinanceLive {
                 Ok(None) => {
                     return Err(ws_err(ErrorKind::WebSocket, "connection dropped".into()))
                 }
-                Ok(Some(Err(e))) => return Err(ws_err(ErrorKind::WebSocket, e.to_string())),
+                Ok(Some(Err(e))) => {
+                    return Err(ws_err(ErrorKind::WebSocket, format!("connection dropped: {e}")))
+                }
                 Ok(Some(Ok(m))) => m,
             };
             let text = match msg {

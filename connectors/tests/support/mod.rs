@@ -424,7 +424,8 @@ pub fn recorded_ws_messages(rel: &str) -> Vec<String> {
         .collect()
 }
 
-/// A clock the test sets.
+/// A clock the test sets. Every reading moves it on by a microsecond, so records made one
+/// after the other keep their order.
 #[derive(Debug, Default)]
 pub struct TestClock(pub AtomicI64);
 
@@ -439,7 +440,7 @@ impl TestClock {
 
 impl Clock for TestClock {
     fn now_ns(&self) -> TimestampNs {
-        self.0.load(Ordering::SeqCst)
+        self.0.fetch_add(1_000, Ordering::SeqCst)
     }
 }
 
