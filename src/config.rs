@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use pricestream_api::ApiConfig;
+use pricestream_connectors::binance::BinanceConfig;
+use pricestream_connectors::supervisor::SchedulerConfig;
 use pricestream_connectors::synthetic::SyntheticConfig;
 use pricestream_pipeline::PipelineConfig;
 use pricestream_store::{StoreOptions, TimescaleConfig};
@@ -159,6 +161,8 @@ impl Default for BusConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ConnectorsConfig {
     pub synthetic: SyntheticConfig,
+    pub binance: BinanceConfig,
+    pub scheduler: SchedulerConfig,
 }
 
 impl Config {
@@ -288,6 +292,8 @@ mod tests {
         assert_eq!(cfg.pipeline, PipelineConfig::default());
         assert_eq!(cfg.api, ApiConfig::default());
         assert_eq!(cfg.store, StoreConfig::default());
+        assert_eq!(cfg.connectors.binance, BinanceConfig::default());
+        assert_eq!(cfg.connectors.scheduler, SchedulerConfig::default());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod analytics;
 mod bench;
 mod config;
+mod connectors;
 mod run;
 
 use std::path::PathBuf;
@@ -53,6 +54,8 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Fetch a venue's candle history into the store as bars, with a progress bar.
+    Backfill(connectors::BackfillArgs),
     /// Throughput, latency and memory figures of the in-process pipeline.
     Bench(bench::BenchArgs),
     /// Batch analytics over the lake.
@@ -152,6 +155,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Command::Migrate => run::migrate(cfg).await,
             Command::Keys { action } => run::keys(cfg, action).await,
             Command::Bench(args) => bench::bench(cfg, args).await,
+            Command::Backfill(args) => run::backfill(cfg, args).await,
             Command::Config { .. } | Command::Analytics { .. } => Ok(()),
         }
     })

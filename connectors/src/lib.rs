@@ -12,6 +12,7 @@ pub mod http;
 pub mod metrics;
 pub mod rng;
 pub mod runs;
+pub mod supervisor;
 pub mod symbols;
 pub mod synthetic;
 
