@@ -96,8 +96,9 @@ pub async fn backfill(cfg: Config, args: BackfillArgs, store: Arc<dyn Store>) ->
     };
     if source.symbols().venue_symbol(&args.symbol).is_none() {
         bail!(
-            "{} is not in [connectors.binance.symbols]; add e.g. \"BTCUSDT\" = \"{}\"",
+            "{} is not in [connectors.binance.symbols]; add e.g. {} = \"{}\"",
             args.symbol,
+            args.symbol.as_str().replace('-', ""),
             args.symbol
         );
     }
