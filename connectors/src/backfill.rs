@@ -117,3 +117,51 @@ async fn page(
     store.upsert_backfill(job).await?;
     Ok(())
 }
+
+/// Runs the backfill jobs queued through the API (`POST /v1/backfills`), one at a time,
+/// as a scheduled pass: each pass takes queued jobs of the venues it has a source for
+/// until none is left.
+pub struct BackfillWorker {
+    pub sources: Vec<Arc<dyn CandleSource>>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub poll_interval: std::time::Duration,
+}
+
+#[async_trait::async_trait]
+impl crate::runs::PollJob for BackfillWorker {
+    fn name(&self) -> &'static str {
+        "backfill_worker"
+    }
+
+    fn interval(&self) -> std::time::Duration {
+        self.poll_interval
+    }
+
+    async fn run_once(&self) -> Result<u64> {
+        let venues: Vec<_> = self.sources.iter().map(|s| s.venue()).collect();
+        let mut written = 0;
+        let mut first_err = None;
+        while let Some(mut job) = self
+            .store
+            .claim_backfill(&venues, self.clock.now_ns())
+            .await?
+        {
+            let Some(source) = self.sources.iter().find(|s| s.venue() == job.venue) else {
+                continue;
+            };
+            tracing::info!(job = %job.id, venue = %job.venue, symbol = %job.symbol, "backfill job started");
+            match run_job(source.as_ref(), &self.store, &self.clock, &mut job, &mut |_| {}).await {
+                Ok(n) => written += n,
+                Err(e) => {
+                    tracing::warn!(job = %job.id, error = %e, "backfill job failed");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(written),
+        }
+    }
+}

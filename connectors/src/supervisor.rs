@@ -12,7 +12,11 @@ use pricestream_store::Store;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use std::time::Duration;
+
+use crate::backfill::BackfillWorker;
 use crate::binance::{BinanceConfig, BinanceLive};
+use crate::candles::CandleSource;
 use crate::error::{ConnectorError, Result};
 use crate::heal::Healer;
 use crate::runs::{run_scheduler, RunRecorder, Scheduled};
@@ -23,11 +27,16 @@ use crate::runs::{run_scheduler, RunRecorder, Scheduled};
 pub struct SchedulerConfig {
     /// Passes (polls, gap healing) that may run at the same time, across providers.
     pub max_concurrent: usize,
+    /// How often queued backfill jobs (`POST /v1/backfills`) are looked for.
+    pub backfill_poll_secs: u64,
 }
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        SchedulerConfig { max_concurrent: 4 }
+        SchedulerConfig {
+            max_concurrent: 4,
+            backfill_poll_secs: 5,
+        }
     }
 }
 
@@ -70,8 +79,14 @@ impl Venues<'_> {
                 .map(|s| Symbol::new(s).map_err(|e| ConnectorError::Config(e.to_string())))
                 .collect::<Result<_>>()?;
             let mut on_reconnect = None;
+            let rest = Arc::new(b.rest(Arc::clone(&clock))?);
+            jobs.push(Scheduled::new(Arc::new(BackfillWorker {
+                sources: vec![Arc::clone(&rest) as Arc<dyn CandleSource>],
+                store: Arc::clone(&store),
+                clock: Arc::clone(&clock),
+                poll_interval: Duration::from_secs(self.scheduler.backfill_poll_secs.max(1)),
+            })));
             if b.heal.enabled {
-                let rest = Arc::new(b.rest(Arc::clone(&clock))?);
                 let job = Scheduled::new(Arc::new(Healer::new(
                     "binance_heal",
                     rest,

@@ -284,3 +284,29 @@ async fn a_backfill_job_reports_progress_and_records_absent_candles() {
     assert!(stored.error.as_deref().unwrap().contains("server"));
     assert_eq!(stored.progress_pct(), 0.0);
 }
+
+#[tokio::test]
+async fn queued_backfills_are_run_by_the_worker() {
+    use pricestream_connectors::runs::PollJob;
+    let dir = tempfile::tempdir().unwrap();
+    let store = support::sqlite_store(&dir).await;
+    let fx = FakeExchange::start(1_000, Duration::from_secs(1)).await;
+    let clock = later();
+    let client: Arc<dyn CandleSource> = Arc::new(rest(&fx, http(2), Arc::clone(&clock)));
+    let (from, to) = (ns(JAN1_2020_MS), ns(JAN1_2020_MS + 86_400_000));
+    let job = backfill::new_job(client.as_ref(), btc(), Interval::M1, from, to, clock.now_ns())
+        .unwrap();
+    store.upsert_backfill(&job).await.unwrap();
+    let worker = backfill::BackfillWorker {
+        sources: vec![client],
+        store: Arc::clone(&store),
+        clock,
+        poll_interval: Duration::from_secs(1),
+    };
+    assert_eq!(worker.run_once().await.unwrap(), 1_440);
+    let done = store.backfill(&job.id).await.unwrap().unwrap();
+    assert_eq!(done.state, BackfillState::Completed);
+    assert_eq!(done.progress_pct(), 100.0);
+    // nothing left to do
+    assert_eq!(worker.run_once().await.unwrap(), 0);
+}

@@ -118,6 +118,9 @@ pub trait ConnectorState: Send + Sync {
     ) -> Result<Vec<TimestampNs>>;
     async fn upsert_backfill(&self, job: &BackfillJob) -> Result<()>;
     async fn backfill(&self, id: &str) -> Result<Option<BackfillJob>>;
+    /// Takes the oldest queued job of `venues` and marks it running; two workers never
+    /// take the same job.
+    async fn claim_backfill(&self, venues: &[Venue], at: TimestampNs) -> Result<Option<BackfillJob>>;
 }
 
 fn parse_interval(s: &str) -> Result<Interval> {
@@ -260,6 +263,39 @@ macro_rules! impl_connector_state {
                 .execute(self.pool())
                 .await?;
                 Ok(())
+            }
+
+            async fn claim_backfill(
+                &self,
+                venues: &[Venue],
+                at: TimestampNs,
+            ) -> Result<Option<BackfillJob>> {
+                for v in venues {
+                    // a lost race moves on to the next queued job
+                    for _ in 0..8 {
+                        let id: Option<String> = sqlx::query_scalar(
+                            "SELECT id FROM backfill_jobs WHERE state = 'queued' AND venue = $1
+                             ORDER BY created_at, id LIMIT 1",
+                        )
+                        .bind(v.as_str())
+                        .fetch_optional(self.pool())
+                        .await?;
+                        let Some(id) = id else { break };
+                        let taken = sqlx::query(
+                            "UPDATE backfill_jobs SET state = 'running', updated_at = $2
+                             WHERE id = $1 AND state = 'queued'",
+                        )
+                        .bind(&id)
+                        .bind(at)
+                        .execute(self.pool())
+                        .await?
+                        .rows_affected();
+                        if taken == 1 {
+                            return self.backfill(&id).await;
+                        }
+                    }
+                }
+                Ok(None)
             }
 
             async fn backfill(&self, id: &str) -> Result<Option<BackfillJob>> {

@@ -81,6 +81,21 @@ async fn exercise(store: &dyn Store) {
     assert_eq!(back, job);
     assert_eq!(back.progress_pct(), 25.0);
     assert!(store.backfill("nope").await.unwrap().is_none());
+
+    // queued jobs are claimed oldest first, once
+    for (id, at) in [("q-2", DAY0 + 2), ("q-1", DAY0 + 1)] {
+        let mut q = job.clone();
+        q.id = id.into();
+        q.state = BackfillState::Queued;
+        q.created_at = at;
+        store.upsert_backfill(&q).await.unwrap();
+    }
+    assert!(store.claim_backfill(&[Venue::Coinbase], DAY0).await.unwrap().is_none());
+    let first = store.claim_backfill(&[Venue::Binance], DAY0 + 9).await.unwrap().unwrap();
+    assert_eq!((first.id.as_str(), first.state), ("q-1", BackfillState::Running));
+    let second = store.claim_backfill(&[Venue::Binance], DAY0 + 9).await.unwrap().unwrap();
+    assert_eq!(second.id, "q-2");
+    assert!(store.claim_backfill(&[Venue::Binance], DAY0 + 9).await.unwrap().is_none());
 }
 
 #[tokio::test]
