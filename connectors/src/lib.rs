@@ -14,6 +14,7 @@ pub mod rng;
 pub mod runs;
 pub mod supervisor;
 pub mod symbols;
+pub mod ws;
 pub mod synthetic;
 
 pub use error::{ConnectorError, ErrorKind, Result};
