@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use pricestream_api::ApiConfig;
 use pricestream_connectors::binance::BinanceConfig;
+use pricestream_connectors::coinbase::CoinbaseConfig;
 use pricestream_connectors::supervisor::SchedulerConfig;
 use pricestream_connectors::synthetic::SyntheticConfig;
 use pricestream_pipeline::PipelineConfig;
@@ -162,6 +163,7 @@ impl Default for BusConfig {
 pub struct ConnectorsConfig {
     pub synthetic: SyntheticConfig,
     pub binance: BinanceConfig,
+    pub coinbase: CoinbaseConfig,
     pub scheduler: SchedulerConfig,
 }
 
@@ -294,6 +296,7 @@ mod tests {
         assert_eq!(cfg.store, StoreConfig::default());
         assert_eq!(cfg.connectors.binance, BinanceConfig::default());
         assert_eq!(cfg.connectors.scheduler, SchedulerConfig::default());
+        assert_eq!(cfg.connectors.coinbase, CoinbaseConfig::default());
     }
 
     #[test]

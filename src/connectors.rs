@@ -24,6 +24,7 @@ pub fn venue_tasks(
 ) -> anyhow::Result<Vec<ConnectorTask>> {
     let venues = Venues {
         binance: &cfg.connectors.binance,
+        coinbase: &cfg.connectors.coinbase,
         scheduler: &cfg.connectors.scheduler,
     };
     venues

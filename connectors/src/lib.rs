@@ -6,6 +6,7 @@
 pub mod backfill;
 pub mod binance;
 pub mod candles;
+pub mod coinbase;
 pub mod error;
 pub mod heal;
 pub mod http;

@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::backfill::BackfillWorker;
 use crate::binance::{BinanceConfig, BinanceLive};
 use crate::candles::CandleSource;
+use crate::coinbase::CoinbaseConfig;
 use crate::error::{ConnectorError, Result};
 use crate::heal::Healer;
 use crate::runs::{run_scheduler, RunRecorder, Scheduled};
@@ -46,12 +47,13 @@ pub type ConnectorTask = (&'static str, Pin<Box<dyn Future<Output = Result<u64>>
 /// The venue connectors the configuration enables (synthetic is wired on its own).
 pub struct Venues<'a> {
     pub binance: &'a BinanceConfig,
+    pub coinbase: &'a CoinbaseConfig,
     pub scheduler: &'a SchedulerConfig,
 }
 
 impl Venues<'_> {
     pub fn any_enabled(&self) -> bool {
-        self.binance.enabled
+        self.binance.enabled || self.coinbase.enabled
     }
 
     /// Checks the configuration and builds the tasks.
@@ -110,6 +112,20 @@ impl Venues<'_> {
                 };
                 tasks.push((crate::binance::ws::CONNECTOR, Box::pin(live.run(cancel.clone()))));
             }
+        }
+        if self.coinbase.enabled {
+            let cb = self.coinbase.clone();
+            let (publisher, store, clock, recorder, cancel) = (
+                Arc::clone(&publisher),
+                Arc::clone(&store),
+                Arc::clone(&clock),
+                recorder.clone(),
+                cancel.clone(),
+            );
+            tasks.push((
+                crate::coinbase::CONNECTOR,
+                Box::pin(async move { cb.run(publisher, store, clock, recorder, cancel).await }),
+            ));
         }
         if !jobs.is_empty() {
             let max = self.scheduler.max_concurrent;

@@ -216,6 +216,7 @@ impl FakeExchange {
         let app = Router::new()
             .route("/api/v3/klines", get(klines_handler))
             .route("/stream", get(stream))
+            .route("/ws-feed", get(stream))
             .with_state(fake.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -364,6 +365,17 @@ async fn play(fx: FakeExchange, mut socket: WebSocket) {
         match socket.recv().await {
             Some(Ok(Message::Text(t))) => {
                 let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
+                if v["type"] == "subscribe" {
+                    // Coinbase Exchange: product ids × channels
+                    let s: Vec<String> = ["product_ids", "channels"]
+                        .iter()
+                        .flat_map(|k| v[*k].as_array().cloned().unwrap_or_default())
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect();
+                    let ack = serde_json::json!({"type": "subscriptions", "channels": v["channels"]});
+                    let _ = socket.send(Message::Text(ack.to_string().into())).await;
+                    break s;
+                }
                 if v["method"] == "SUBSCRIBE" {
                     let s: Vec<String> = v["params"]
                         .as_array()
