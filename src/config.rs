@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use pricestream_api::ApiConfig;
 use pricestream_connectors::binance::BinanceConfig;
 use pricestream_connectors::coinbase::CoinbaseConfig;
+use pricestream_connectors::coingecko::CoinGeckoConfig;
 use pricestream_connectors::supervisor::SchedulerConfig;
 use pricestream_connectors::synthetic::SyntheticConfig;
 use pricestream_pipeline::PipelineConfig;
@@ -164,6 +165,7 @@ pub struct ConnectorsConfig {
     pub synthetic: SyntheticConfig,
     pub binance: BinanceConfig,
     pub coinbase: CoinbaseConfig,
+    pub coingecko: CoinGeckoConfig,
     pub scheduler: SchedulerConfig,
 }
 
@@ -297,6 +299,7 @@ mod tests {
         assert_eq!(cfg.connectors.binance, BinanceConfig::default());
         assert_eq!(cfg.connectors.scheduler, SchedulerConfig::default());
         assert_eq!(cfg.connectors.coinbase, CoinbaseConfig::default());
+        assert_eq!(cfg.connectors.coingecko, CoinGeckoConfig::default());
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub fn venue_tasks(
     let venues = Venues {
         binance: &cfg.connectors.binance,
         coinbase: &cfg.connectors.coinbase,
+        coingecko: &cfg.connectors.coingecko,
         scheduler: &cfg.connectors.scheduler,
     };
     venues

@@ -7,6 +7,7 @@ pub mod backfill;
 pub mod binance;
 pub mod candles;
 pub mod coinbase;
+pub mod coingecko;
 pub mod error;
 pub mod heal;
 pub mod http;

@@ -18,6 +18,7 @@ use crate::backfill::BackfillWorker;
 use crate::binance::{BinanceConfig, BinanceLive};
 use crate::candles::CandleSource;
 use crate::coinbase::CoinbaseConfig;
+use crate::coingecko::CoinGeckoConfig;
 use crate::error::{ConnectorError, Result};
 use crate::heal::Healer;
 use crate::runs::{run_scheduler, RunRecorder, Scheduled};
@@ -48,12 +49,13 @@ pub type ConnectorTask = (&'static str, Pin<Box<dyn Future<Output = Result<u64>>
 pub struct Venues<'a> {
     pub binance: &'a BinanceConfig,
     pub coinbase: &'a CoinbaseConfig,
+    pub coingecko: &'a CoinGeckoConfig,
     pub scheduler: &'a SchedulerConfig,
 }
 
 impl Venues<'_> {
     pub fn any_enabled(&self) -> bool {
-        self.binance.enabled || self.coinbase.enabled
+        self.binance.enabled || self.coinbase.enabled || self.coingecko.enabled
     }
 
     /// Checks the configuration and builds the tasks.
@@ -126,6 +128,12 @@ impl Venues<'_> {
                 crate::coinbase::CONNECTOR,
                 Box::pin(async move { cb.run(publisher, store, clock, recorder, cancel).await }),
             ));
+        }
+        if self.coingecko.enabled {
+            let cg = self
+                .coingecko
+                .build(Arc::clone(&clock), Some(Arc::clone(&publisher)))?;
+            jobs.push(Scheduled::new(Arc::new(cg)));
         }
         if !jobs.is_empty() {
             let max = self.scheduler.max_concurrent;

@@ -33,6 +33,7 @@ pub struct VenueHttp {
     breaker: CircuitBreaker,
     backoff: Backoff,
     max_retries: u32,
+    headers: reqwest::header::HeaderMap,
 }
 
 impl VenueHttp {
@@ -68,11 +69,21 @@ impl VenueHttp {
                 Duration::from_millis(cfg.retry_max_delay_ms),
             ),
             max_retries: cfg.max_retries,
+            headers: reqwest::header::HeaderMap::new(),
         })
     }
 
     pub fn venue(&self) -> &'static str {
         self.venue
+    }
+
+    /// Sends `name: value` with every request (e.g. an API key).
+    pub fn with_header(mut self, name: &'static str, value: &str) -> Result<Self> {
+        let v = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+            ConnectorError::Config(format!("{}: header {name} has an invalid value", self.venue))
+        })?;
+        self.headers.insert(name, v);
+        Ok(self)
     }
 
     pub fn breaker(&self) -> &CircuitBreaker {
@@ -177,6 +188,7 @@ impl VenueHttp {
         let resp = self
             .client
             .get(&url)
+            .headers(self.headers.clone())
             .query(query)
             .send()
             .await

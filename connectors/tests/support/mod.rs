@@ -217,6 +217,8 @@ impl FakeExchange {
             .route("/api/v3/klines", get(klines_handler))
             .route("/stream", get(stream))
             .route("/ws-feed", get(stream))
+            .route("/api/v3/simple/price", get(coingecko_simple_price))
+            .route("/api/v3/coins/{id}/market_chart/range", get(coingecko_market_chart))
             .with_state(fake.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -462,4 +464,45 @@ pub async fn sqlite_store(dir: &tempfile::TempDir) -> Arc<dyn pricestream_store:
     let store = pricestream_store::open(&url, 4).await.unwrap();
     store.migrate().await.unwrap();
     store
+}
+
+/// Answers a CoinGecko call with a recorded body (after any injected fault).
+async fn coingecko_recorded(fx: &FakeExchange, file: &str) -> Response {
+    let fault = {
+        let mut g = fx.lock();
+        g.counters.requests += 1;
+        g.faults.pop_front()
+    };
+    match fault {
+        Some(Fault::TooManyRequests { retry_after_secs }) => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, retry_after_secs.to_string())],
+                "{\"status\":{\"error_code\":429,\"error_message\":\"You've exceeded the Rate Limit.\"}}",
+            )
+                .into_response()
+        }
+        Some(Fault::Html) => {
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                "<html><head><title>Just a moment...</title></head></html>",
+            )
+                .into_response()
+        }
+        Some(Fault::ServerError) => {
+            return json_response(StatusCode::SERVICE_UNAVAILABLE, "{}".into())
+        }
+        _ => {}
+    }
+    let body = std::fs::read_to_string(fixtures().join(file)).unwrap();
+    json_response(StatusCode::OK, body)
+}
+
+async fn coingecko_simple_price(State(fx): State<FakeExchange>) -> Response {
+    coingecko_recorded(&fx, "coingecko/simple_price.json").await
+}
+
+async fn coingecko_market_chart(State(fx): State<FakeExchange>) -> Response {
+    coingecko_recorded(&fx, "coingecko/coins_id_market_chart_range.json").await
 }
