@@ -9,6 +9,7 @@ use pricestream_api::ApiConfig;
 use pricestream_connectors::binance::BinanceConfig;
 use pricestream_connectors::coinbase::CoinbaseConfig;
 use pricestream_connectors::coingecko::CoinGeckoConfig;
+use pricestream_connectors::replay::ReplayConfig;
 use pricestream_connectors::supervisor::SchedulerConfig;
 use pricestream_connectors::synthetic::SyntheticConfig;
 use pricestream_pipeline::PipelineConfig;
@@ -166,6 +167,7 @@ pub struct ConnectorsConfig {
     pub binance: BinanceConfig,
     pub coinbase: CoinbaseConfig,
     pub coingecko: CoinGeckoConfig,
+    pub replay: ReplayConfig,
     pub scheduler: SchedulerConfig,
 }
 
@@ -300,6 +302,7 @@ mod tests {
         assert_eq!(cfg.connectors.scheduler, SchedulerConfig::default());
         assert_eq!(cfg.connectors.coinbase, CoinbaseConfig::default());
         assert_eq!(cfg.connectors.coingecko, CoinGeckoConfig::default());
+        assert_eq!(cfg.connectors.replay, ReplayConfig::default());
     }
 
     #[test]

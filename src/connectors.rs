@@ -26,6 +26,7 @@ pub fn venue_tasks(
         binance: &cfg.connectors.binance,
         coinbase: &cfg.connectors.coinbase,
         coingecko: &cfg.connectors.coingecko,
+        replay: &cfg.connectors.replay,
         scheduler: &cfg.connectors.scheduler,
     };
     venues

@@ -12,6 +12,7 @@ pub mod error;
 pub mod heal;
 pub mod http;
 pub mod metrics;
+pub mod replay;
 pub mod rng;
 pub mod runs;
 pub mod supervisor;

@@ -19,6 +19,7 @@ use crate::binance::{BinanceConfig, BinanceLive};
 use crate::candles::CandleSource;
 use crate::coinbase::CoinbaseConfig;
 use crate::coingecko::CoinGeckoConfig;
+use crate::replay::ReplayConfig;
 use crate::error::{ConnectorError, Result};
 use crate::heal::Healer;
 use crate::runs::{run_scheduler, RunRecorder, Scheduled};
@@ -50,12 +51,13 @@ pub struct Venues<'a> {
     pub binance: &'a BinanceConfig,
     pub coinbase: &'a CoinbaseConfig,
     pub coingecko: &'a CoinGeckoConfig,
+    pub replay: &'a ReplayConfig,
     pub scheduler: &'a SchedulerConfig,
 }
 
 impl Venues<'_> {
     pub fn any_enabled(&self) -> bool {
-        self.binance.enabled || self.coinbase.enabled || self.coingecko.enabled
+        self.binance.enabled || self.coinbase.enabled || self.coingecko.enabled || self.replay.enabled
     }
 
     /// Checks the configuration and builds the tasks.
@@ -134,6 +136,25 @@ impl Venues<'_> {
                 .coingecko
                 .build(Arc::clone(&clock), Some(Arc::clone(&publisher)))?;
             jobs.push(Scheduled::new(Arc::new(cg)));
+        }
+        if self.replay.enabled {
+            // checked now, so a bad file stops the start with a clear error
+            self.replay.load(clock.now_ns())?;
+            let rp = self.replay.clone();
+            let (publisher, store, clock, recorder, cancel) = (
+                Arc::clone(&publisher),
+                Arc::clone(&store),
+                Arc::clone(&clock),
+                recorder.clone(),
+                cancel.clone(),
+            );
+            tasks.push((
+                crate::replay::CONNECTOR,
+                Box::pin(async move {
+                    let fut = rp.run(publisher, Arc::clone(&store), clock, cancel);
+                    recorder.track(crate::replay::CONNECTOR, fut).await
+                }),
+            ));
         }
         if !jobs.is_empty() {
             let max = self.scheduler.max_concurrent;
