@@ -87,7 +87,11 @@ fn draw(job: &BackfillJob, out: &mut impl Write) {
 }
 
 /// `pricestream backfill`
-pub async fn backfill(cfg: Config, args: BackfillArgs, store: Arc<dyn Store>) -> anyhow::Result<()> {
+pub async fn backfill(
+    cfg: Config,
+    args: BackfillArgs,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let source = match args.venue {
         Venue::Binance => cfg
@@ -127,7 +131,9 @@ pub async fn backfill(cfg: Config, args: BackfillArgs, store: Arc<dyn Store>) ->
     let result = recorder
         .track(
             "binance_backfill",
-            backfill::run_job(&source, &store, &clock, &mut job, &mut |j| draw(j, &mut stderr)),
+            backfill::run_job(&source, &store, &clock, &mut job, &mut |j| {
+                draw(j, &mut stderr)
+            }),
         )
         .await;
     eprintln!();

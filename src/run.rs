@@ -381,7 +381,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             ("synthetic", r)
         });
     }
-    for (name, fut) in crate::connectors::venue_tasks(&cfg, &store, &clock, &publisher, &stop_sources)? {
+    for (name, fut) in
+        crate::connectors::venue_tasks(&cfg, &store, &clock, &publisher, &stop_sources)?
+    {
         set.spawn(async move { (name, fut.await.map_err(anyhow::Error::from)) });
     }
     drop(publisher);

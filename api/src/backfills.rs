@@ -60,7 +60,8 @@ pub async fn create(
             ));
         }
     }
-    let Json(req) = body.map_err(|e| ApiError::BadRequest(format!("invalid body: {}", e.body_text())))?;
+    let Json(req) =
+        body.map_err(|e| ApiError::BadRequest(format!("invalid body: {}", e.body_text())))?;
     let venue: Venue = req
         .venue
         .parse()
@@ -103,7 +104,10 @@ pub async fn create(
         updated_at: now,
     };
     state.store.upsert_backfill(&job).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "backfill": view(&job) }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "backfill": view(&job) })),
+    ))
 }
 
 /// `GET /v1/backfills/{id}`: a job's state and progress.

@@ -26,8 +26,13 @@ async fn send(
         .await
         .unwrap();
     let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 #[tokio::test]
@@ -81,7 +86,13 @@ async fn backfills_are_queued_by_admins_and_followed_by_readers() {
     job.cursor = job.from + (job.to - job.from) / 4;
     job.candles = 360;
     store.upsert_backfill(&job).await.unwrap();
-    let (status, v) = send(&app, Request::get(format!("/v1/backfills/{id}")), reader, "").await;
+    let (status, v) = send(
+        &app,
+        Request::get(format!("/v1/backfills/{id}")),
+        reader,
+        "",
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["backfill"]["state"], "running");
     assert_eq!(v["backfill"]["progress_pct"], 25.0);

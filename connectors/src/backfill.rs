@@ -151,7 +151,15 @@ impl crate::runs::PollJob for BackfillWorker {
                 continue;
             };
             tracing::info!(job = %job.id, venue = %job.venue, symbol = %job.symbol, "backfill job started");
-            match run_job(source.as_ref(), &self.store, &self.clock, &mut job, &mut |_| {}).await {
+            match run_job(
+                source.as_ref(),
+                &self.store,
+                &self.clock,
+                &mut job,
+                &mut |_| {},
+            )
+            .await
+            {
                 Ok(n) => written += n,
                 Err(e) => {
                     tracing::warn!(job = %job.id, error = %e, "backfill job failed");

@@ -89,7 +89,12 @@ impl Healer {
     }
 
     /// Buckets in `[from, to)` that have a bar of this venue.
-    async fn present(&self, symbol: &Symbol, from: TimestampNs, to: TimestampNs) -> Result<HashSet<TimestampNs>> {
+    async fn present(
+        &self,
+        symbol: &Symbol,
+        from: TimestampNs,
+        to: TimestampNs,
+    ) -> Result<HashSet<TimestampNs>> {
         let mut out = HashSet::new();
         let mut cursor = from;
         loop {
@@ -167,8 +172,7 @@ impl Healer {
         report.checked = ((end - from) / step) as u64;
         report.missing = missing.len() as u64;
         if !missing.is_empty() {
-            metrics::counter!(m::GAP_BUCKETS, "venue" => venue.as_str())
-                .increment(report.missing);
+            metrics::counter!(m::GAP_BUCKETS, "venue" => venue.as_str()).increment(report.missing);
             tracing::info!(%venue, %symbol, missing = report.missing, "gaps found; re-fetching");
         }
         for (r_from, r_to) in coalesce(&missing, step) {
@@ -197,8 +201,11 @@ impl Healer {
                 .map(candle_to_bar)
                 .collect();
             let got: HashSet<TimestampNs> = bars.iter().map(|b| b.bucket_start).collect();
-            let lacking: Vec<TimestampNs> =
-                wanted.iter().copied().filter(|b| !got.contains(b)).collect();
+            let lacking: Vec<TimestampNs> = wanted
+                .iter()
+                .copied()
+                .filter(|b| !got.contains(b))
+                .collect();
             self.store.upsert_bars(&bars).await?;
             self.store
                 .record_absent_candles(venue, symbol, self.interval, &lacking, now)
@@ -266,6 +273,9 @@ mod tests {
     #[test]
     fn consecutive_buckets_coalesce() {
         assert_eq!(coalesce(&[], 1), vec![]);
-        assert_eq!(coalesce(&[0, 1, 2, 5, 7, 8], 1), vec![(0, 3), (5, 6), (7, 9)]);
+        assert_eq!(
+            coalesce(&[0, 1, 2, 5, 7, 8], 1),
+            vec![(0, 3), (5, 6), (7, 9)]
+        );
     }
 }

@@ -17,7 +17,7 @@ pub mod rng;
 pub mod runs;
 pub mod supervisor;
 pub mod symbols;
-pub mod ws;
 pub mod synthetic;
+pub mod ws;
 
 pub use error::{ConnectorError, ErrorKind, Result};

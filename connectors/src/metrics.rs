@@ -53,9 +53,21 @@ pub fn describe() {
         Unit::Seconds,
         "Duration of finished ingestion runs, by connector"
     );
-    describe_counter!(HTTP_REQUESTS, Unit::Count, "REST requests sent, by venue and outcome");
-    describe_counter!(HTTP_ERRORS, Unit::Count, "Failed REST attempts, by venue and error kind");
-    describe_histogram!(HTTP_SECONDS, Unit::Seconds, "REST request latency, by venue");
+    describe_counter!(
+        HTTP_REQUESTS,
+        Unit::Count,
+        "REST requests sent, by venue and outcome"
+    );
+    describe_counter!(
+        HTTP_ERRORS,
+        Unit::Count,
+        "Failed REST attempts, by venue and error kind"
+    );
+    describe_histogram!(
+        HTTP_SECONDS,
+        Unit::Seconds,
+        "REST request latency, by venue"
+    );
     describe_counter!(
         RATE_LIMIT_WAITS,
         Unit::Count,
@@ -70,7 +82,11 @@ pub fn describe() {
         BREAKER_STATE,
         "Circuit breaker state by venue: 0 closed, 1 half-open, 2 open"
     );
-    describe_counter!(BREAKER_OPENED, Unit::Count, "Times a venue's circuit breaker opened");
+    describe_counter!(
+        BREAKER_OPENED,
+        Unit::Count,
+        "Times a venue's circuit breaker opened"
+    );
     describe_counter!(
         WS_RECONNECTS,
         Unit::Count,

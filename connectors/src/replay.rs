@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pricestream_bus::QuotePublisher;
-use pricestream_schemas::{Candle, Clock, Interval, Quote, Symbol, TimestampNs, Venue, NANOS_PER_MILLI};
+use pricestream_schemas::{
+    Candle, Clock, Interval, Quote, Symbol, TimestampNs, Venue, NANOS_PER_MILLI,
+};
 use pricestream_store::{Lake, Store};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -105,7 +107,11 @@ pub fn read_klines_csv(
         if f.len() < 9 {
             return Err(bad(format!("expected 12 columns, found {}", f.len())));
         }
-        let int = |k: usize| f[k].trim().parse::<i64>().map_err(|e| bad(format!("column {}: {e}", k + 1)));
+        let int = |k: usize| {
+            f[k].trim()
+                .parse::<i64>()
+                .map_err(|e| bad(format!("column {}: {e}", k + 1)))
+        };
         let num = |k: usize| {
             f[k].trim()
                 .parse::<f64>()
@@ -121,7 +127,12 @@ pub fn read_klines_csv(
                 let iv = Interval::ALL
                     .into_iter()
                     .find(|iv| iv.nanos() == len_ns)
-                    .ok_or_else(|| bad(format!("a {} ms candle is not a known interval", close_ms + 1 - open_ms)))?;
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "a {} ms candle is not a known interval",
+                            close_ms + 1 - open_ms
+                        ))
+                    })?;
                 interval = Some(iv);
                 iv
             }
@@ -220,7 +231,8 @@ impl ReplayConfig {
         let mut sent = 0u64;
         for ev in events {
             if self.speed > 0.0 {
-                let due = Duration::from_secs_f64(((ev.ts() - first).max(0) as f64 / 1e9) / self.speed);
+                let due =
+                    Duration::from_secs_f64(((ev.ts() - first).max(0) as f64 / 1e9) / self.speed);
                 if let Some(wait) = due.checked_sub(started.elapsed()) {
                     tokio::select! {
                         _ = cancel.cancelled() => break,

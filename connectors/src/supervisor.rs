@@ -19,9 +19,9 @@ use crate::binance::{BinanceConfig, BinanceLive};
 use crate::candles::CandleSource;
 use crate::coinbase::CoinbaseConfig;
 use crate::coingecko::CoinGeckoConfig;
-use crate::replay::ReplayConfig;
 use crate::error::{ConnectorError, Result};
 use crate::heal::Healer;
+use crate::replay::ReplayConfig;
 use crate::runs::{run_scheduler, RunRecorder, Scheduled};
 
 /// Settings of the scheduler of polling passes (section `[connectors.scheduler]`).
@@ -44,7 +44,10 @@ impl Default for SchedulerConfig {
 }
 
 /// A named connector task: runs until cancelled, returns what it published.
-pub type ConnectorTask = (&'static str, Pin<Box<dyn Future<Output = Result<u64>> + Send>>);
+pub type ConnectorTask = (
+    &'static str,
+    Pin<Box<dyn Future<Output = Result<u64>> + Send>>,
+);
 
 /// The venue connectors the configuration enables (synthetic is wired on its own).
 pub struct Venues<'a> {
@@ -57,7 +60,10 @@ pub struct Venues<'a> {
 
 impl Venues<'_> {
     pub fn any_enabled(&self) -> bool {
-        self.binance.enabled || self.coinbase.enabled || self.coingecko.enabled || self.replay.enabled
+        self.binance.enabled
+            || self.coinbase.enabled
+            || self.coingecko.enabled
+            || self.replay.enabled
     }
 
     /// Checks the configuration and builds the tasks.
@@ -114,7 +120,10 @@ impl Venues<'_> {
                     recorder: recorder.clone(),
                     on_reconnect,
                 };
-                tasks.push((crate::binance::ws::CONNECTOR, Box::pin(live.run(cancel.clone()))));
+                tasks.push((
+                    crate::binance::ws::CONNECTOR,
+                    Box::pin(live.run(cancel.clone())),
+                ));
             }
         }
         if self.coinbase.enabled {

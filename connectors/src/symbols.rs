@@ -72,7 +72,10 @@ mod tests {
         let m = SymbolMap::new("t", &t).unwrap();
         assert_eq!(m.canonical("btcusdt").unwrap().as_str(), "BTC-USDT");
         assert_eq!(m.canonical("BITCOIN/USD").unwrap().as_str(), "BTC-USD");
-        assert_eq!(m.venue_symbol(&Symbol::new("BTC-USD").unwrap()), Some("bitcoin/usd"));
+        assert_eq!(
+            m.venue_symbol(&Symbol::new("BTC-USD").unwrap()),
+            Some("bitcoin/usd")
+        );
         assert!(m.canonical("ETHUSDT").is_none());
         let mut bad = t.clone();
         bad.insert("XBTUSDT".into(), "BTC-USDT".into());

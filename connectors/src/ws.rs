@@ -111,7 +111,12 @@ impl<F: Feed> LiveFeed<F> {
             }
             let delay = self.settings.reconnect.delay(failures);
             failures = failures.saturating_add(1);
-            tracing::info!(venue, delay_ms = delay.as_millis() as u64, reason, "reconnecting");
+            tracing::info!(
+                venue,
+                delay_ms = delay.as_millis() as u64,
+                reason,
+                "reconnecting"
+            );
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(delay) => {}
@@ -162,12 +167,18 @@ impl<F: Feed> LiveFeed<F> {
                 Err(_) => {
                     return Err(ws_err(
                         ErrorKind::Heartbeat,
-                        format!("heartbeat timeout: no message for {} s", heartbeat.as_secs_f64()),
+                        format!(
+                            "heartbeat timeout: no message for {} s",
+                            heartbeat.as_secs_f64()
+                        ),
                     ))
                 }
                 Ok(None) => return Err(ws_err(ErrorKind::WebSocket, "connection dropped".into())),
                 Ok(Some(Err(e))) => {
-                    return Err(ws_err(ErrorKind::WebSocket, format!("connection dropped: {e}")))
+                    return Err(ws_err(
+                        ErrorKind::WebSocket,
+                        format!("connection dropped: {e}"),
+                    ))
                 }
                 Ok(Some(Ok(m))) => m,
             };

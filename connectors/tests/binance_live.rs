@@ -16,7 +16,9 @@ use pricestream_connectors::binance::{BinanceConfig, BinanceLive, StreamKind};
 use pricestream_connectors::heal::{HealConfig, Healer};
 use pricestream_connectors::http::HttpConfig;
 use pricestream_connectors::runs::{run_scheduler, PollJob, RunRecorder, Scheduled};
-use pricestream_schemas::{Clock, IngestionRun, Interval, RunStatus, Symbol, Venue, NANOS_PER_MILLI};
+use pricestream_schemas::{
+    Clock, IngestionRun, Interval, RunStatus, Symbol, Venue, NANOS_PER_MILLI,
+};
 use pricestream_store::{BarQuery, RunFilter, Store};
 use support::{FakeExchange, Fault, TestClock, WsStep, JAN1_2020_MS};
 use tokio_util::sync::CancellationToken;
@@ -162,27 +164,47 @@ async fn recorded_trades_survive_a_dropped_connection_and_a_silent_one() {
     let quotes: Vec<_> = got.into_iter().map(|p| p.quote.unwrap()).collect();
     let ids: std::collections::BTreeSet<u64> = quotes.iter().filter_map(|q| q.trade_id).collect();
     assert_eq!(ids.len(), 91, "every recorded trade once");
-    assert!(quotes.iter().all(|q| q.venue == Venue::Binance && q.price > 0.0));
+    assert!(quotes
+        .iter()
+        .all(|q| q.venue == Venue::Binance && q.price > 0.0));
 
     // the silent second connection times out and a third one is made
-    eventually("a third connection", || async { fx.lock().counters.ws_connections >= 3 }).await;
+    eventually("a third connection", || async {
+        fx.lock().counters.ws_connections >= 3
+    })
+    .await;
     cancel.cancel();
     assert_eq!(task.await.unwrap().unwrap(), 91);
 
     let subs = fx.lock().counters.subscriptions.clone();
     assert!(subs.len() >= 3);
-    assert!(subs.iter().all(|s| *s == subs[0]), "resubscribed to the same streams");
+    assert!(
+        subs.iter().all(|s| *s == subs[0]),
+        "resubscribed to the same streams"
+    );
     assert_eq!(subs[0].len(), 4);
     let r = runs(&store, "binance_ws").await;
     assert!(r.len() >= 3, "{r:?}");
     assert_eq!(r[0].status, RunStatus::Failed);
-    assert!(r[0].error.as_deref().unwrap().contains("dropped"), "{:?}", r[0].error);
+    assert!(
+        r[0].error.as_deref().unwrap().contains("dropped"),
+        "{:?}",
+        r[0].error
+    );
     assert_eq!(r[0].quotes, 45);
     assert_eq!(r[1].status, RunStatus::Failed);
-    assert!(r[1].error.as_deref().unwrap().contains("heartbeat"), "{:?}", r[1].error);
+    assert!(
+        r[1].error.as_deref().unwrap().contains("heartbeat"),
+        "{:?}",
+        r[1].error
+    );
     assert_eq!(r[1].quotes, 46);
     let last = r.last().unwrap();
-    assert_eq!(last.status, RunStatus::Completed, "cancelled session ends completed");
+    assert_eq!(
+        last.status,
+        RunStatus::Completed,
+        "cancelled session ends completed"
+    );
     assert!(r.iter().all(|x| x.finished_at.is_some()));
 }
 
@@ -243,7 +265,10 @@ async fn a_ten_minute_outage_is_healed_with_no_missing_bar() {
 
     // the first session writes minutes 0–29
     eventually("30 live bars", || async {
-        bars(&store, JAN1_2020_MS, JAN1_2020_MS + 3_600_000).await.len() == 30
+        bars(&store, JAN1_2020_MS, JAN1_2020_MS + 3_600_000)
+            .await
+            .len()
+            == 30
     })
     .await;
     // an hour goes by; the connection drops, the client reconnects, the healer runs
@@ -251,7 +276,10 @@ async fn a_ten_minute_outage_is_healed_with_no_missing_bar() {
     fx.release();
     // every settled minute up to 01:01 (end = bucket of now − settle)
     eventually("61 bars", || async {
-        bars(&store, JAN1_2020_MS, JAN1_2020_MS + 61 * MIN_MS).await.len() == 61
+        bars(&store, JAN1_2020_MS, JAN1_2020_MS + 61 * MIN_MS)
+            .await
+            .len()
+            == 61
     })
     .await;
     cancel.cancel();
@@ -261,12 +289,18 @@ async fn a_ten_minute_outage_is_healed_with_no_missing_bar() {
     let got = bars(&store, JAN1_2020_MS, JAN1_2020_MS + 61 * MIN_MS).await;
     for (b, r) in got.iter().zip(&rows) {
         assert_eq!(b.bucket_start, ns(r.open_time_ms));
-        assert_eq!((b.open, b.high, b.low, b.close, b.volume), (r.open(), r.high(), r.low(), r.close(), r.volume()));
+        assert_eq!(
+            (b.open, b.high, b.low, b.close, b.volume),
+            (r.open(), r.high(), r.low(), r.close(), r.volume())
+        );
     }
     // the outage minutes came from REST
     let served = fx.lock().counters.served.clone();
     for m in 30..40 {
-        assert_eq!(served.get(&("BTCUSDT".to_string(), JAN1_2020_MS + m * MIN_MS)), Some(&1));
+        assert_eq!(
+            served.get(&("BTCUSDT".to_string(), JAN1_2020_MS + m * MIN_MS)),
+            Some(&1)
+        );
     }
     // minutes delivered live were not fetched again
     for m in 0..30 {
@@ -282,7 +316,10 @@ async fn a_ten_minute_outage_is_healed_with_no_missing_bar() {
     let ws_runs = runs(&store, "binance_ws").await;
     assert_eq!(ws_runs[0].status, RunStatus::Failed);
     let heal_runs = runs(&store, "binance_heal").await;
-    assert!(heal_runs.len() >= 2, "at start and after the reconnect: {heal_runs:?}");
+    assert!(
+        heal_runs.len() >= 2,
+        "at start and after the reconnect: {heal_runs:?}"
+    );
     assert!(heal_runs
         .iter()
         .filter(|r| r.error.as_deref() != Some("stopped by shutdown"))
@@ -295,7 +332,9 @@ async fn absent_candles_are_asked_for_once_and_failures_never_stop_the_scheduler
     let store = support::sqlite_store(&dir).await;
     let fx = FakeExchange::start(1_000, Duration::from_secs(1)).await;
     for m in [45, 46] {
-        fx.lock().omit.insert(("BTCUSDT".into(), JAN1_2020_MS + m * MIN_MS));
+        fx.lock()
+            .omit
+            .insert(("BTCUSDT".into(), JAN1_2020_MS + m * MIN_MS));
     }
     // the first pass meets a 5xx burst longer than its retries
     fx.inject(std::iter::repeat_n(Fault::ServerError, 3));
@@ -335,7 +374,12 @@ async fn absent_candles_are_asked_for_once_and_failures_never_stop_the_scheduler
     eventually("the failed first pass", || finished(1)).await;
     trigger.notify_one();
     eventually("the second pass", || finished(2)).await;
-    assert_eq!(bars(&store, JAN1_2020_MS, JAN1_2020_MS + 120 * MIN_MS).await.len(), 118);
+    assert_eq!(
+        bars(&store, JAN1_2020_MS, JAN1_2020_MS + 120 * MIN_MS)
+            .await
+            .len(),
+        118
+    );
     let requests = fx.requests();
     // nothing new: no request at all, the absent minutes are not asked for again
     trigger.notify_one();
@@ -346,7 +390,12 @@ async fn absent_candles_are_asked_for_once_and_failures_never_stop_the_scheduler
     trigger.notify_one();
     eventually("the fourth pass", || finished(4)).await;
     assert_eq!(fx.requests(), requests + 1);
-    assert_eq!(bars(&store, JAN1_2020_MS, JAN1_2020_MS + 130 * MIN_MS).await.len(), 128);
+    assert_eq!(
+        bars(&store, JAN1_2020_MS, JAN1_2020_MS + 130 * MIN_MS)
+            .await
+            .len(),
+        128
+    );
     let served = fx.lock().counters.served.clone();
     assert!(served.values().all(|n| *n == 1));
     cancel.cancel();
@@ -356,7 +405,12 @@ async fn absent_candles_are_asked_for_once_and_failures_never_stop_the_scheduler
     let statuses: Vec<RunStatus> = r.iter().map(|r| r.status).collect();
     assert_eq!(
         &statuses[..4],
-        &[RunStatus::Failed, RunStatus::Completed, RunStatus::Completed, RunStatus::Completed]
+        &[
+            RunStatus::Failed,
+            RunStatus::Completed,
+            RunStatus::Completed,
+            RunStatus::Completed
+        ]
     );
     assert!(r[0].error.as_deref().unwrap().contains("server"));
     assert_eq!((r[1].quotes, r[2].quotes, r[3].quotes), (118, 0, 10));
@@ -364,7 +418,13 @@ async fn absent_candles_are_asked_for_once_and_failures_never_stop_the_scheduler
         .absent_candles(Venue::Binance, &btc(), Interval::M1, 0, i64::MAX)
         .await
         .unwrap();
-    assert_eq!(absent, vec![ns(JAN1_2020_MS + 45 * MIN_MS), ns(JAN1_2020_MS + 46 * MIN_MS)]);
+    assert_eq!(
+        absent,
+        vec![
+            ns(JAN1_2020_MS + 45 * MIN_MS),
+            ns(JAN1_2020_MS + 46 * MIN_MS)
+        ]
+    );
 }
 
 struct Probe {
@@ -389,7 +449,9 @@ impl PollJob for Probe {
         self.active.fetch_sub(1, Ordering::SeqCst);
         let n = self.passes.fetch_add(1, Ordering::SeqCst);
         if n % 2 == 0 {
-            Err(pricestream_connectors::ConnectorError::Config("odd pass".into()))
+            Err(pricestream_connectors::ConnectorError::Config(
+                "odd pass".into(),
+            ))
         } else {
             Ok(1)
         }
@@ -427,7 +489,10 @@ async fn the_scheduler_bounds_concurrency_and_keeps_going_after_failures() {
     for name in ["probe_a", "probe_b", "probe_c"] {
         let r = runs(&store, name).await;
         let failed = r.iter().filter(|r| r.status == RunStatus::Failed).count();
-        let completed = r.iter().filter(|r| r.status == RunStatus::Completed).count();
+        let completed = r
+            .iter()
+            .filter(|r| r.status == RunStatus::Completed)
+            .count();
         assert!(completed >= 2 && failed >= 2, "{name}: {r:?}");
         assert!(r.iter().all(|r| r.status != RunStatus::Running));
     }

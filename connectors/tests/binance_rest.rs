@@ -59,25 +59,42 @@ async fn paging_covers_a_multi_day_range_exactly_once() {
     let client = rest(&fx, http(0), later());
     let rows = support::btcusdt_2020_rows();
     let (from, to) = (ns(JAN1_2020_MS), ns(JAN1_2020_MS + 3 * 86_400_000));
-    let candles = client.candles(&btc(), Interval::M1, from, to).await.unwrap();
+    let candles = client
+        .candles(&btc(), Interval::M1, from, to)
+        .await
+        .unwrap();
     assert_eq!(candles.len(), 4_320);
     // 1,000 per call: 5 calls
     assert_eq!(fx.requests(), 5);
     let served = fx.lock().counters.served.clone();
     assert_eq!(served.len(), 4_320);
-    assert!(served.values().all(|n| *n == 1), "a candle was fetched twice");
+    assert!(
+        served.values().all(|n| *n == 1),
+        "a candle was fetched twice"
+    );
     for (c, r) in candles.iter().zip(&rows) {
         assert_eq!(c.open_time, ns(r.open_time_ms));
-        assert_eq!((c.open, c.high, c.low, c.close, c.volume), (r.open(), r.high(), r.low(), r.close(), r.volume()));
+        assert_eq!(
+            (c.open, c.high, c.low, c.close, c.volume),
+            (r.open(), r.high(), r.low(), r.close(), r.volume())
+        );
         assert!(c.closed);
     }
-    assert!(candles.windows(2).all(|w| w[1].open_time - w[0].open_time == ns(MIN_MS)));
+    assert!(candles
+        .windows(2)
+        .all(|w| w[1].open_time - w[0].open_time == ns(MIN_MS)));
 
     // unaligned ends: the buckets that start inside [from, to)
     let from = ns(JAN1_2020_MS + 86_400_000 - 30_000);
     let to = ns(JAN1_2020_MS + 2 * 86_400_000 + 12 * 3_600_000 + 34 * MIN_MS + 56_000);
-    let part = client.candles(&btc(), Interval::M1, from, to).await.unwrap();
-    assert_eq!(part.first().unwrap().open_time, ns(JAN1_2020_MS + 86_400_000));
+    let part = client
+        .candles(&btc(), Interval::M1, from, to)
+        .await
+        .unwrap();
+    assert_eq!(
+        part.first().unwrap().open_time,
+        ns(JAN1_2020_MS + 86_400_000)
+    );
     assert_eq!(
         part.last().unwrap().open_time,
         ns(JAN1_2020_MS + 2 * 86_400_000 + 12 * 3_600_000 + 34 * MIN_MS)
@@ -97,11 +114,19 @@ async fn every_fault_is_an_error_of_its_kind_and_never_data() {
         (Fault::Truncated, ErrorKind::Truncated),
         (Fault::ServerError, ErrorKind::Server),
         (Fault::Slow(Duration::from_millis(800)), ErrorKind::Timeout),
-        (Fault::TooManyRequests { retry_after_secs: 0 }, ErrorKind::RateLimited),
+        (
+            Fault::TooManyRequests {
+                retry_after_secs: 0,
+            },
+            ErrorKind::RateLimited,
+        ),
     ];
     for (fault, kind) in cases {
         fx.inject([fault.clone()]);
-        let err = client.candles(&btc(), Interval::M1, from, to).await.unwrap_err();
+        let err = client
+            .candles(&btc(), Interval::M1, from, to)
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), Some(kind), "{fault:?}: {err}");
     }
     // a truncated body was sent but never counted as served data
@@ -127,15 +152,24 @@ async fn retries_ride_out_faults_and_honour_retry_after() {
         Fault::Html,
         Fault::Truncated,
         Fault::Slow(Duration::from_millis(800)),
-        Fault::TooManyRequests { retry_after_secs: 1 },
+        Fault::TooManyRequests {
+            retry_after_secs: 1,
+        },
     ]);
     let started = Instant::now();
     let (from, to) = (ns(JAN1_2020_MS), ns(JAN1_2020_MS + 10 * MIN_MS));
-    let candles = client.candles(&btc(), Interval::M1, from, to).await.unwrap();
+    let candles = client
+        .candles(&btc(), Interval::M1, from, to)
+        .await
+        .unwrap();
     assert_eq!(candles.len(), 10);
     assert_eq!(fx.requests(), 6);
     // the 429 asked for 1 s
-    assert!(started.elapsed() >= Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -144,10 +178,15 @@ async fn a_ban_keeps_every_request_away_until_it_ends() {
     let mut cfg = http(3);
     cfg.breaker_open_ms = 100;
     let client = rest(&fx, cfg, later());
-    fx.inject([Fault::Banned { retry_after_secs: 1 }]);
+    fx.inject([Fault::Banned {
+        retry_after_secs: 1,
+    }]);
     let started = Instant::now();
     let (from, to) = (ns(JAN1_2020_MS), ns(JAN1_2020_MS + 10 * MIN_MS));
-    let candles = client.candles(&btc(), Interval::M1, from, to).await.unwrap();
+    let candles = client
+        .candles(&btc(), Interval::M1, from, to)
+        .await
+        .unwrap();
     assert_eq!(candles.len(), 10);
     assert!(started.elapsed() >= Duration::from_secs(1));
     let c = &fx.lock().counters;
@@ -162,31 +201,46 @@ async fn the_breaker_opens_on_a_5xx_burst_and_recovers() {
     let (from, to) = (ns(JAN1_2020_MS), ns(JAN1_2020_MS + 5 * MIN_MS));
     fx.inject(std::iter::repeat_n(Fault::ServerError, 4));
     for _ in 0..3 {
-        let e = client.candles(&btc(), Interval::M1, from, to).await.unwrap_err();
+        let e = client
+            .candles(&btc(), Interval::M1, from, to)
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), Some(ErrorKind::Server));
     }
     assert_eq!(client.http().breaker().state(), BreakerState::Open);
     // open: calls fail fast and the venue sees nothing
     let before = fx.requests();
-    let e = client.candles(&btc(), Interval::M1, from, to).await.unwrap_err();
+    let e = client
+        .candles(&btc(), Interval::M1, from, to)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), Some(ErrorKind::BreakerOpen));
     assert_eq!(fx.requests(), before);
     // after the cool-down one probe goes through; it fails (the burst is not over): open again
     tokio::time::sleep(Duration::from_millis(350)).await;
-    let e = client.candles(&btc(), Interval::M1, from, to).await.unwrap_err();
+    let e = client
+        .candles(&btc(), Interval::M1, from, to)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), Some(ErrorKind::Server));
     assert_eq!(fx.requests(), before + 1);
     assert_eq!(client.http().breaker().state(), BreakerState::Open);
     // the next probe succeeds and closes it
     tokio::time::sleep(Duration::from_millis(350)).await;
-    let ok = client.candles(&btc(), Interval::M1, from, to).await.unwrap();
+    let ok = client
+        .candles(&btc(), Interval::M1, from, to)
+        .await
+        .unwrap();
     assert_eq!(ok.len(), 5);
     assert_eq!(client.http().breaker().state(), BreakerState::Closed);
 
     // with retries, a caller rides through an open breaker: it waits out the cool-down
     let retrying = rest(&fx, http(10), later());
     fx.inject(std::iter::repeat_n(Fault::ServerError, 3));
-    let ok = retrying.candles(&btc(), Interval::M1, from, to).await.unwrap();
+    let ok = retrying
+        .candles(&btc(), Interval::M1, from, to)
+        .await
+        .unwrap();
     assert_eq!(ok.len(), 5);
     assert_eq!(retrying.http().breaker().state(), BreakerState::Closed);
 }
@@ -256,10 +310,22 @@ async fn a_backfill_job_reports_progress_and_records_absent_candles() {
     assert_eq!(stored.state, BackfillState::Completed);
     assert_eq!((stored.candles, stored.absent), (2_878, 2));
     let absent = store
-        .absent_candles(pricestream_schemas::Venue::Binance, &btc(), Interval::M1, from, to)
+        .absent_candles(
+            pricestream_schemas::Venue::Binance,
+            &btc(),
+            Interval::M1,
+            from,
+            to,
+        )
         .await
         .unwrap();
-    assert_eq!(absent, vec![ns(JAN1_2020_MS + 100 * MIN_MS), ns(JAN1_2020_MS + 101 * MIN_MS)]);
+    assert_eq!(
+        absent,
+        vec![
+            ns(JAN1_2020_MS + 100 * MIN_MS),
+            ns(JAN1_2020_MS + 101 * MIN_MS)
+        ]
+    );
     let bars = store
         .query_bars(&pricestream_store::BarQuery {
             venue: Some(pricestream_schemas::Venue::Binance),
@@ -278,7 +344,11 @@ async fn a_backfill_job_reports_progress_and_records_absent_candles() {
     fx.inject(std::iter::repeat_n(Fault::ServerError, 10));
     let mut job =
         backfill::new_job(&client, btc(), Interval::M1, from, to, clock.now_ns()).unwrap();
-    assert!(backfill::run_job(&client, &store, &clock, &mut job, &mut |_| {}).await.is_err());
+    assert!(
+        backfill::run_job(&client, &store, &clock, &mut job, &mut |_| {})
+            .await
+            .is_err()
+    );
     let stored = store.backfill(&job.id).await.unwrap().unwrap();
     assert_eq!(stored.state, BackfillState::Failed);
     assert!(stored.error.as_deref().unwrap().contains("server"));
@@ -294,8 +364,15 @@ async fn queued_backfills_are_run_by_the_worker() {
     let clock = later();
     let client: Arc<dyn CandleSource> = Arc::new(rest(&fx, http(2), Arc::clone(&clock)));
     let (from, to) = (ns(JAN1_2020_MS), ns(JAN1_2020_MS + 86_400_000));
-    let job = backfill::new_job(client.as_ref(), btc(), Interval::M1, from, to, clock.now_ns())
-        .unwrap();
+    let job = backfill::new_job(
+        client.as_ref(),
+        btc(),
+        Interval::M1,
+        from,
+        to,
+        clock.now_ns(),
+    )
+    .unwrap();
     store.upsert_backfill(&job).await.unwrap();
     let worker = backfill::BackfillWorker {
         sources: vec![client],

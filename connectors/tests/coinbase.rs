@@ -20,12 +20,16 @@ async fn recorded_tickers_and_matches_become_quotes_across_a_reconnect() {
     let dir = tempfile::tempdir().unwrap();
     let store = support::sqlite_store(&dir).await;
     let fx = FakeExchange::start(1_000, Duration::from_secs(1)).await;
-    let tickers = support::recorded_ws_messages("coinbase/ws/coinbase_pro_ws_ticker_2021-04-17.ndjson");
-    let matches =
-        support::recorded_ws_messages("coinbase/ws/coinbase_pro_ws_match_last_match_2021-04-17.ndjson");
+    let tickers =
+        support::recorded_ws_messages("coinbase/ws/coinbase_pro_ws_ticker_2021-04-17.ndjson");
+    let matches = support::recorded_ws_messages(
+        "coinbase/ws/coinbase_pro_ws_match_last_match_2021-04-17.ndjson",
+    );
     assert_eq!((tickers.len(), matches.len()), (107, 107));
     let mut first: Vec<WsStep> = tickers.iter().cloned().map(WsStep::Send).collect();
-    first.push(WsStep::Send("<html><body>502 Bad Gateway</body></html>".into()));
+    first.push(WsStep::Send(
+        "<html><body>502 Bad Gateway</body></html>".into(),
+    ));
     first.push(WsStep::Drop);
     let mut second: Vec<WsStep> = matches.iter().cloned().map(WsStep::Send).collect();
     second.push(WsStep::Hold);
@@ -39,7 +43,10 @@ async fn recorded_tickers_and_matches_become_quotes_across_a_reconnect() {
     let cfg = CoinbaseConfig {
         enabled: true,
         ws_url: format!("{}/ws-feed", fx.ws_url()),
-        symbols: products.iter().map(|p| (p.to_string(), p.to_string())).collect(),
+        symbols: products
+            .iter()
+            .map(|p| (p.to_string(), p.to_string()))
+            .collect(),
         channels: vec![Channel::Ticker, Channel::Matches],
         heartbeat_timeout_secs: 30,
         reconnect_initial_delay_ms: 20,
@@ -73,21 +80,37 @@ async fn recorded_tickers_and_matches_become_quotes_across_a_reconnect() {
     assert_eq!(task.await.unwrap().unwrap(), 204);
     let quotes: Vec<_> = got.into_iter().map(|p| p.quote.unwrap()).collect();
     assert_eq!(quotes.len(), 204);
-    let trades: Vec<_> = quotes.iter().filter(|q| q.kind == QuoteKind::Trade).collect();
+    let trades: Vec<_> = quotes
+        .iter()
+        .filter(|q| q.kind == QuoteKind::Trade)
+        .collect();
     assert_eq!(trades.len(), 97);
     assert!(quotes.iter().all(|q| q.venue == Venue::Coinbase));
     let t = quotes.iter().find(|q| q.kind == QuoteKind::Ticker).unwrap();
     assert_eq!(t.symbol.as_str(), "BAND-GBP");
-    assert_eq!((t.price, t.bid, t.ask), (14.7775, Some(14.755), Some(14.806)));
+    assert_eq!(
+        (t.price, t.bid, t.ask),
+        (14.7775, Some(14.755), Some(14.806))
+    );
     // the first recorded match: maker side "sell", so the aggressor bought
     let first_match: serde_json::Value = serde_json::from_str(
-        matches.iter().find(|m| m.contains("\"type\":\"match\"")).unwrap(),
+        matches
+            .iter()
+            .find(|m| m.contains("\"type\":\"match\""))
+            .unwrap(),
     )
     .unwrap();
     let q = trades[0];
     assert_eq!(q.trade_id, first_match["trade_id"].as_u64());
     let maker = first_match["side"].as_str().unwrap();
-    assert_eq!(q.side, Some(if maker == "sell" { Side::Buy } else { Side::Sell }));
+    assert_eq!(
+        q.side,
+        Some(if maker == "sell" {
+            Side::Buy
+        } else {
+            Side::Sell
+        })
+    );
 
     let subs = fx.lock().counters.subscriptions.clone();
     assert_eq!(subs.len(), 2);

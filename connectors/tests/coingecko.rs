@@ -49,7 +49,9 @@ async fn polls_are_scheduled_published_and_recorded() {
     // the first poll meets a Cloudflare-style HTML page: a failed run, no quote
     fx.inject([Fault::Html]);
     let job = Scheduled::new(Arc::new(
-        config(&fx).build(Arc::clone(&dyn_clock), Some(publisher)).unwrap(),
+        config(&fx)
+            .build(Arc::clone(&dyn_clock), Some(publisher))
+            .unwrap(),
     ));
     let trigger = Arc::clone(&job.trigger);
     let cancel = CancellationToken::new();
@@ -88,7 +90,10 @@ async fn polls_are_scheduled_published_and_recorded() {
     source.poll(100, &mut got).unwrap();
     assert_eq!(got.len(), 1);
     let q = got[0].quote.as_ref().unwrap();
-    assert_eq!((q.venue, q.symbol.as_str(), q.kind), (Venue::Coingecko, "ETH-USD", QuoteKind::Ticker));
+    assert_eq!(
+        (q.venue, q.symbol.as_str(), q.kind),
+        (Venue::Coingecko, "ETH-USD", QuoteKind::Ticker)
+    );
     assert_eq!(q.price, 1498.64);
     let mut runs = store
         .list_runs(&RunFilter {
@@ -116,12 +121,19 @@ async fn market_chart_history_becomes_ticker_quotes_and_faults_are_errors() {
     assert_eq!(h.len(), 3);
     assert_eq!(h[0].ts_event, from);
     assert_eq!(h[0].price, 69702.3087473573);
-    assert!(h.iter().all(|q| q.kind == QuoteKind::Ticker && q.symbol == btc));
+    assert!(h
+        .iter()
+        .all(|q| q.kind == QuoteKind::Ticker && q.symbol == btc));
     // a narrower range keeps only its points
     let one = cg.history(&btc, from, from + 1).await.unwrap();
     assert_eq!(one.len(), 1);
-    fx.inject([Fault::TooManyRequests { retry_after_secs: 0 }]);
+    fx.inject([Fault::TooManyRequests {
+        retry_after_secs: 0,
+    }]);
     let e = cg.history(&btc, from, to).await.unwrap_err();
     assert_eq!(e.kind(), Some(ErrorKind::RateLimited));
-    assert!(cg.history(&Symbol::new("SOL-USD").unwrap(), from, to).await.is_err());
+    assert!(cg
+        .history(&Symbol::new("SOL-USD").unwrap(), from, to)
+        .await
+        .is_err());
 }

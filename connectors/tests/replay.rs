@@ -21,17 +21,21 @@ fn clock() -> Arc<dyn Clock> {
 
 /// Quotes of the recorded Coinbase matches, as PriceStream parses them.
 fn recorded_quotes() -> Vec<Quote> {
-    let table = ["SKL-USD", "DASH-BTC", "SKL-BTC", "NMR-EUR", "BAND-BTC", "BAND-GBP", "SKL-GBP", "NU-GBP"]
-        .iter()
-        .map(|p| (p.to_string(), p.to_string()))
-        .collect();
+    let table = [
+        "SKL-USD", "DASH-BTC", "SKL-BTC", "NMR-EUR", "BAND-BTC", "BAND-GBP", "SKL-GBP", "NU-GBP",
+    ]
+    .iter()
+    .map(|p| (p.to_string(), p.to_string()))
+    .collect();
     let map = SymbolMap::new("coinbase", &table).unwrap();
     support::recorded_ws_messages("coinbase/ws/coinbase_pro_ws_match_last_match_2021-04-17.ndjson")
         .iter()
-        .filter_map(|m| match parse::message(m, &map, 1_700_000_000_000_000_000).unwrap() {
-            FeedEvent::Quote(q) => Some(q),
-            _ => None,
-        })
+        .filter_map(
+            |m| match parse::message(m, &map, 1_700_000_000_000_000_000).unwrap() {
+                FeedEvent::Quote(q) => Some(q),
+                _ => None,
+            },
+        )
         .collect()
 }
 
@@ -61,9 +65,14 @@ async fn ndjson_and_lake_quotes_replay_as_fast_as_possible() {
         .collect();
     std::fs::write(&ndjson, text).unwrap();
     let lake_dir = dir.path().join("lake");
-    pricestream_store::Lake::new(&lake_dir).write_quotes(&quotes).unwrap();
+    pricestream_store::Lake::new(&lake_dir)
+        .write_quotes(&quotes)
+        .unwrap();
 
-    for (format, path) in [(ReplayFormat::QuotesNdjson, ndjson.clone()), (ReplayFormat::LakeParquet, lake_dir)] {
+    for (format, path) in [
+        (ReplayFormat::QuotesNdjson, ndjson.clone()),
+        (ReplayFormat::LakeParquet, lake_dir),
+    ] {
         let bus = InProcessBus::new(1, 10_000);
         let publisher: Arc<dyn QuotePublisher> = Arc::new(bus.publisher().unwrap());
         let cfg = ReplayConfig {
@@ -74,20 +83,38 @@ async fn ndjson_and_lake_quotes_replay_as_fast_as_possible() {
             ..ReplayConfig::default()
         };
         let n = cfg
-            .run(publisher, Arc::clone(&store), clock(), CancellationToken::new())
+            .run(
+                publisher,
+                Arc::clone(&store),
+                clock(),
+                CancellationToken::new(),
+            )
             .await
             .unwrap();
         assert_eq!(n, 97, "{format:?}");
         let got = drain(&bus, 97).await;
-        let mut a: Vec<_> = got.iter().map(|q| (q.ts_event, q.trade_id, q.price.to_bits())).collect();
-        let mut b: Vec<_> = quotes.iter().map(|q| (q.ts_event, q.trade_id, q.price.to_bits())).collect();
+        let mut a: Vec<_> = got
+            .iter()
+            .map(|q| (q.ts_event, q.trade_id, q.price.to_bits()))
+            .collect();
+        let mut b: Vec<_> = quotes
+            .iter()
+            .map(|q| (q.ts_event, q.trade_id, q.price.to_bits()))
+            .collect();
         a.sort();
         b.sort();
         assert_eq!(a, b, "{format:?}");
     }
 
     // a bad line is a clear error and nothing is sent
-    std::fs::write(&ndjson, format!("{}\n{{\"venue\":\"binance\"}}\n", serde_json::to_string(&quotes[0]).unwrap())).unwrap();
+    std::fs::write(
+        &ndjson,
+        format!(
+            "{}\n{{\"venue\":\"binance\"}}\n",
+            serde_json::to_string(&quotes[0]).unwrap()
+        ),
+    )
+    .unwrap();
     let bus = InProcessBus::new(1, 10);
     let cfg = ReplayConfig {
         enabled: true,
@@ -97,7 +124,12 @@ async fn ndjson_and_lake_quotes_replay_as_fast_as_possible() {
         ..ReplayConfig::default()
     };
     let e = cfg
-        .run(Arc::new(bus.publisher().unwrap()), store, clock(), CancellationToken::new())
+        .run(
+            Arc::new(bus.publisher().unwrap()),
+            store,
+            clock(),
+            CancellationToken::new(),
+        )
         .await
         .unwrap_err();
     assert!(e.to_string().contains("quotes.ndjson:2"), "{e}");
@@ -120,7 +152,12 @@ async fn binance_kline_dumps_become_bars_at_the_asked_pace() {
     };
     let bus = InProcessBus::new(1, 10);
     let n = cfg
-        .run(Arc::new(bus.publisher().unwrap()), Arc::clone(&store), clock(), CancellationToken::new())
+        .run(
+            Arc::new(bus.publisher().unwrap()),
+            Arc::clone(&store),
+            clock(),
+            CancellationToken::new(),
+        )
         .await
         .unwrap();
     assert_eq!(n, 1_440);
@@ -138,7 +175,10 @@ async fn binance_kline_dumps_become_bars_at_the_asked_pace() {
         .await
         .unwrap();
     assert_eq!(bars.len(), 1_440);
-    assert_eq!((bars[0].open, bars[0].close, bars[0].trade_count), (7195.24, 7186.68, 493));
+    assert_eq!(
+        (bars[0].open, bars[0].close, bars[0].trade_count),
+        (7195.24, 7186.68, 493)
+    );
 
     // futures dump (with a header), 1h candles; 3,600× faster: 24 h of candles in ~23 s
     // is too long for a test, so 36,000×: the 23 h between first and last take ~2.3 s
@@ -151,10 +191,18 @@ async fn binance_kline_dumps_become_bars_at_the_asked_pace() {
     };
     let started = Instant::now();
     let n = cfg
-        .run(Arc::new(bus.publisher().unwrap()), Arc::clone(&store), clock(), CancellationToken::new())
+        .run(
+            Arc::new(bus.publisher().unwrap()),
+            Arc::clone(&store),
+            clock(),
+            CancellationToken::new(),
+        )
         .await
         .unwrap();
     let elapsed = started.elapsed();
     assert_eq!(n, 24);
-    assert!(elapsed >= Duration::from_millis(2_200) && elapsed < Duration::from_secs(6), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(2_200) && elapsed < Duration::from_secs(6),
+        "{elapsed:?}"
+    );
 }

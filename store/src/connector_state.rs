@@ -120,7 +120,11 @@ pub trait ConnectorState: Send + Sync {
     async fn backfill(&self, id: &str) -> Result<Option<BackfillJob>>;
     /// Takes the oldest queued job of `venues` and marks it running; two workers never
     /// take the same job.
-    async fn claim_backfill(&self, venues: &[Venue], at: TimestampNs) -> Result<Option<BackfillJob>>;
+    async fn claim_backfill(
+        &self,
+        venues: &[Venue],
+        at: TimestampNs,
+    ) -> Result<Option<BackfillJob>>;
 }
 
 fn parse_interval(s: &str) -> Result<Interval> {

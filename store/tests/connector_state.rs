@@ -15,7 +15,11 @@ use sqlx::PgPool;
 
 async fn exercise(store: &dyn Store) {
     let s = sym("BTC-USDT");
-    assert!(store.ledger(Venue::Binance, &s, Interval::M1).await.unwrap().is_none());
+    assert!(store
+        .ledger(Venue::Binance, &s, Interval::M1)
+        .await
+        .unwrap()
+        .is_none());
     let mut e = LedgerEntry {
         venue: Venue::Binance,
         symbol: s.clone(),
@@ -28,10 +32,24 @@ async fn exercise(store: &dyn Store) {
     e.verified_to = DAY0 + 60 * MIN;
     e.updated_at = DAY0 + 62 * MIN;
     store.put_ledger(&e).await.unwrap();
-    assert_eq!(store.ledger(Venue::Binance, &s, Interval::M1).await.unwrap(), Some(e.clone()));
+    assert_eq!(
+        store
+            .ledger(Venue::Binance, &s, Interval::M1)
+            .await
+            .unwrap(),
+        Some(e.clone())
+    );
     // another interval or venue is another series
-    assert!(store.ledger(Venue::Binance, &s, Interval::H1).await.unwrap().is_none());
-    assert!(store.ledger(Venue::Coinbase, &s, Interval::M1).await.unwrap().is_none());
+    assert!(store
+        .ledger(Venue::Binance, &s, Interval::H1)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .ledger(Venue::Coinbase, &s, Interval::M1)
+        .await
+        .unwrap()
+        .is_none());
 
     let buckets = [DAY0 + 5 * MIN, DAY0 + 6 * MIN, DAY0 + 90 * MIN];
     store
@@ -90,12 +108,31 @@ async fn exercise(store: &dyn Store) {
         q.created_at = at;
         store.upsert_backfill(&q).await.unwrap();
     }
-    assert!(store.claim_backfill(&[Venue::Coinbase], DAY0).await.unwrap().is_none());
-    let first = store.claim_backfill(&[Venue::Binance], DAY0 + 9).await.unwrap().unwrap();
-    assert_eq!((first.id.as_str(), first.state), ("q-1", BackfillState::Running));
-    let second = store.claim_backfill(&[Venue::Binance], DAY0 + 9).await.unwrap().unwrap();
+    assert!(store
+        .claim_backfill(&[Venue::Coinbase], DAY0)
+        .await
+        .unwrap()
+        .is_none());
+    let first = store
+        .claim_backfill(&[Venue::Binance], DAY0 + 9)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (first.id.as_str(), first.state),
+        ("q-1", BackfillState::Running)
+    );
+    let second = store
+        .claim_backfill(&[Venue::Binance], DAY0 + 9)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(second.id, "q-2");
-    assert!(store.claim_backfill(&[Venue::Binance], DAY0 + 9).await.unwrap().is_none());
+    assert!(store
+        .claim_backfill(&[Venue::Binance], DAY0 + 9)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]

@@ -67,7 +67,9 @@ pub fn kline_row(
         .ok_or_else(|| bad("kline row is not an array of at least 9 fields"))?;
     let open_time = ms(int(&a[0], "open_time")?)?;
     if interval.bucket_start(open_time) != open_time {
-        return Err(bad(format!("kline open time {open_time} is not on a {interval} boundary")));
+        return Err(bad(format!(
+            "kline open time {open_time} is not on a {interval} boundary"
+        )));
     }
     let close_time = ms(int(&a[6], "close_time")?)?;
     checked(Candle {
@@ -166,7 +168,11 @@ pub fn ws_message(text: &str, symbols: &SymbolMap, now: TimestampNs) -> Result<W
                 price: num(field("p"), "price")?,
                 size: num(field("q"), "quantity")?,
                 // the buyer was the maker: the aggressor sold
-                side: Some(if maker_is_buyer { Side::Sell } else { Side::Buy }),
+                side: Some(if maker_is_buyer {
+                    Side::Sell
+                } else {
+                    Side::Buy
+                }),
                 trade_id: field(id_key).as_u64(),
                 bid: None,
                 ask: None,
@@ -246,7 +252,11 @@ mod tests {
 
     #[test]
     fn recorded_ws_trades_and_klines_parse() {
-        let m = map(&[("ETHUSDT", "ETH-USDT"), ("NKNUSDT", "NKN-USDT"), ("LRCBTC", "LRC-BTC")]);
+        let m = map(&[
+            ("ETHUSDT", "ETH-USDT"),
+            ("NKNUSDT", "NKN-USDT"),
+            ("LRCBTC", "LRC-BTC"),
+        ]);
         let now = 1_700_000_000_000 * NANOS_PER_MILLI;
         let t = fixture("binance/ws/ws_spot_trade_ETHUSDT.json");
         let WsEvent::Trade(q) = ws_message(&t, &m, now).unwrap() else {
@@ -271,6 +281,9 @@ mod tests {
         }
         assert!(klines > 0);
         let cut = &t[..t.len() / 2];
-        assert_eq!(ws_message(cut, &m, now).unwrap_err().kind(), Some(ErrorKind::Truncated));
+        assert_eq!(
+            ws_message(cut, &m, now).unwrap_err().kind(),
+            Some(ErrorKind::Truncated)
+        );
     }
 }

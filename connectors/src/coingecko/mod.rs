@@ -149,7 +149,10 @@ impl CoinGecko {
         let now = self.clock.now_ns();
         let mut out = Vec::with_capacity(points.len());
         for p in points {
-            let (Some(ms), Some(price)) = (p.get(0).and_then(Value::as_i64), p.get(1).and_then(Value::as_f64)) else {
+            let (Some(ms), Some(price)) = (
+                p.get(0).and_then(Value::as_i64),
+                p.get(1).and_then(Value::as_f64),
+            ) else {
                 return Err(bad(format!("market_chart point {p} is not [ms, price]")));
             };
             let ts = ms * NANOS_PER_MILLI;

@@ -162,7 +162,11 @@ impl CircuitBreaker {
         };
         drop(inner);
         if opened {
-            tracing::warn!(venue = self.venue, open_ms = d.as_millis() as u64, "circuit breaker open");
+            tracing::warn!(
+                venue = self.venue,
+                open_ms = d.as_millis() as u64,
+                "circuit breaker open"
+            );
             metrics::counter!(m::BREAKER_OPENED, "venue" => self.venue).increment(1);
             self.export(BreakerState::Open);
         }

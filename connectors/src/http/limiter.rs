@@ -95,7 +95,10 @@ mod tests {
                 .iter()
                 .take_while(|u| **u < *t + Duration::from_millis(200))
                 .count();
-            assert!(in_window * 2 <= 20, "window at {t:?} carries {in_window} requests");
+            assert!(
+                in_window * 2 <= 20,
+                "window at {t:?} carries {in_window} requests"
+            );
         }
         // and it is not needlessly slow: 60 weight at 10/200ms after a burst of 10
         assert!(start.elapsed() < Duration::from_millis(1_500));

@@ -80,7 +80,10 @@ impl VenueHttp {
     /// Sends `name: value` with every request (e.g. an API key).
     pub fn with_header(mut self, name: &'static str, value: &str) -> Result<Self> {
         let v = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
-            ConnectorError::Config(format!("{}: header {name} has an invalid value", self.venue))
+            ConnectorError::Config(format!(
+                "{}: header {name} has an invalid value",
+                self.venue
+            ))
         })?;
         self.headers.insert(name, v);
         Ok(self)
@@ -214,7 +217,12 @@ impl VenueHttp {
                 DEFAULT_RATE_LIMIT_PAUSE
             });
             self.limiter.penalize(pause);
-            tracing::warn!(venue = self.venue, status = status.as_u16(), pause_ms = pause.as_millis() as u64, "venue asked us to back off");
+            tracing::warn!(
+                venue = self.venue,
+                status = status.as_u16(),
+                pause_ms = pause.as_millis() as u64,
+                "venue asked us to back off"
+            );
             return Err(ConnectorError::Venue {
                 venue: self.venue,
                 kind: if banned {

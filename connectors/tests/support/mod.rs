@@ -127,8 +127,12 @@ pub const JAN1_2020_MS: i64 = 1_577_836_800_000;
 /// A fault to inject into the next REST response.
 #[derive(Debug, Clone)]
 pub enum Fault {
-    TooManyRequests { retry_after_secs: u64 },
-    Banned { retry_after_secs: u64 },
+    TooManyRequests {
+        retry_after_secs: u64,
+    },
+    Banned {
+        retry_after_secs: u64,
+    },
     ServerError,
     /// Answer only after this long (longer than the client's timeout).
     Slow(Duration),
@@ -218,7 +222,10 @@ impl FakeExchange {
             .route("/stream", get(stream))
             .route("/ws-feed", get(stream))
             .route("/api/v3/simple/price", get(coingecko_simple_price))
-            .route("/api/v3/coins/{id}/market_chart/range", get(coingecko_market_chart))
+            .route(
+                "/api/v3/coins/{id}/market_chart/range",
+                get(coingecko_market_chart),
+            )
             .with_state(fake.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -259,7 +266,10 @@ fn json_response(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-async fn klines_handler(State(fx): State<FakeExchange>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn klines_handler(
+    State(fx): State<FakeExchange>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let fault = {
         let mut g = fx.lock();
         g.counters.requests += 1;
@@ -329,7 +339,11 @@ async fn klines_handler(State(fx): State<FakeExchange>, Query(q): Query<HashMap<
         );
     }
     let num = |k: &str, d: i64| q.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(d);
-    let (start, end, limit) = (num("startTime", 0), num("endTime", i64::MAX), num("limit", 500));
+    let (start, end, limit) = (
+        num("startTime", 0),
+        num("endTime", i64::MAX),
+        num("limit", 500),
+    );
     let mut g = fx.lock();
     let Some(rows) = g.klines.get(&symbol) else {
         return json_response(
@@ -374,19 +388,26 @@ async fn play(fx: FakeExchange, mut socket: WebSocket) {
                         .flat_map(|k| v[*k].as_array().cloned().unwrap_or_default())
                         .filter_map(|x| x.as_str().map(String::from))
                         .collect();
-                    let ack = serde_json::json!({"type": "subscriptions", "channels": v["channels"]});
+                    let ack =
+                        serde_json::json!({"type": "subscriptions", "channels": v["channels"]});
                     let _ = socket.send(Message::Text(ack.to_string().into())).await;
                     break s;
                 }
                 if v["method"] == "SUBSCRIBE" {
                     let s: Vec<String> = v["params"]
                         .as_array()
-                        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|x| x.as_str().map(String::from))
+                                .collect()
+                        })
                         .unwrap_or_default();
                     let id = v["id"].clone();
                     let _ = socket
                         .send(Message::Text(
-                            serde_json::json!({"result": null, "id": id}).to_string().into(),
+                            serde_json::json!({"result": null, "id": id})
+                                .to_string()
+                                .into(),
                         ))
                         .await;
                     break s;
@@ -407,7 +428,9 @@ async fn play(fx: FakeExchange, mut socket: WebSocket) {
             WsStep::Send(text) => {
                 // only what was subscribed to is sent
                 let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                let wanted = v["stream"].as_str().is_none_or(|s| streams.iter().any(|x| x == s));
+                let wanted = v["stream"]
+                    .as_str()
+                    .is_none_or(|s| streams.iter().any(|x| x == s));
                 if wanted && socket.send(Message::Text(text.into())).await.is_err() {
                     return;
                 }
