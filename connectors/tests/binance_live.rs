@@ -448,7 +448,7 @@ impl PollJob for Probe {
         tokio::time::sleep(Duration::from_millis(20)).await;
         self.active.fetch_sub(1, Ordering::SeqCst);
         let n = self.passes.fetch_add(1, Ordering::SeqCst);
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             Err(pricestream_connectors::ConnectorError::Config(
                 "odd pass".into(),
             ))
