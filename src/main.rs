@@ -54,7 +54,8 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
-    /// Fetch a venue's candle history into the store as bars, with a progress bar.
+    /// Fetch a venue's history into the store: Binance candles as bars (with a progress
+    /// bar), CoinGecko price points as ticker quotes.
     Backfill(connectors::BackfillArgs),
     /// Throughput, latency and memory figures of the in-process pipeline.
     Bench(bench::BenchArgs),
