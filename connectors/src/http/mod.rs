@@ -182,8 +182,16 @@ impl VenueHttp {
         } else {
             ErrorKind::Connect
         };
-        // reqwest's message names the URL; keep the error chain short and free of query data
-        self.err(kind, e.without_url().to_string())
+        // reqwest's message names the URL; keep the cause chain, without query data
+        let e = e.without_url();
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        self.err(kind, message)
     }
 
     async fn send<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T> {
