@@ -6,6 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use pricestream_api::ApiConfig;
+use pricestream_connectors::binance::BinanceConfig;
+use pricestream_connectors::coinbase::CoinbaseConfig;
+use pricestream_connectors::coingecko::CoinGeckoConfig;
+use pricestream_connectors::replay::ReplayConfig;
+use pricestream_connectors::supervisor::SchedulerConfig;
 use pricestream_connectors::synthetic::SyntheticConfig;
 use pricestream_pipeline::PipelineConfig;
 use pricestream_store::{StoreOptions, TimescaleConfig};
@@ -161,6 +166,11 @@ impl Default for BusConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ConnectorsConfig {
     pub synthetic: SyntheticConfig,
+    pub binance: BinanceConfig,
+    pub coinbase: CoinbaseConfig,
+    pub coingecko: CoinGeckoConfig,
+    pub replay: ReplayConfig,
+    pub scheduler: SchedulerConfig,
 }
 
 impl Config {
@@ -291,6 +301,11 @@ mod tests {
         assert_eq!(cfg.pipeline, PipelineConfig::default());
         assert_eq!(cfg.api, ApiConfig::default());
         assert_eq!(cfg.store, StoreConfig::default());
+        assert_eq!(cfg.connectors.binance, BinanceConfig::default());
+        assert_eq!(cfg.connectors.scheduler, SchedulerConfig::default());
+        assert_eq!(cfg.connectors.coinbase, CoinbaseConfig::default());
+        assert_eq!(cfg.connectors.coingecko, CoinGeckoConfig::default());
+        assert_eq!(cfg.connectors.replay, ReplayConfig::default());
     }
 
     #[test]

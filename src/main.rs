@@ -3,6 +3,7 @@
 mod analytics;
 mod bench;
 mod config;
+mod connectors;
 mod kafka;
 mod run;
 
@@ -62,6 +63,9 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Fetch a venue's history into the store: Binance candles as bars (with a progress
+    /// bar), CoinGecko price points as ticker quotes.
+    Backfill(connectors::BackfillArgs),
     /// Throughput, latency and memory figures of the in-process pipeline.
     Bench(bench::BenchArgs),
     /// Batch analytics over the lake.
@@ -165,6 +169,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Command::Migrate => run::migrate(cfg).await,
             Command::Keys { action } => run::keys(cfg, action).await,
             Command::Bench(args) => bench::bench(cfg, args).await,
+            Command::Backfill(args) => run::backfill(cfg, args).await,
             Command::Config { .. } | Command::Analytics { .. } => Ok(()),
         }
     })

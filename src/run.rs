@@ -214,6 +214,12 @@ pub async fn keys(cfg: Config, action: crate::KeysAction) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// `pricestream backfill`
+pub async fn backfill(cfg: Config, args: crate::connectors::BackfillArgs) -> anyhow::Result<()> {
+    let store = open_store(&cfg, cfg.store.auto_migrate).await?;
+    crate::connectors::backfill(cfg, args, store).await
+}
+
 /// `pricestream serve`
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let metrics = install_metrics()?;
@@ -470,6 +476,10 @@ pub(crate) fn spawn_connectors(
             .await;
             ("synthetic", r)
         });
+    }
+    for (name, fut) in crate::connectors::venue_tasks(cfg, store, clock, &publisher, stop_sources)?
+    {
+        set.spawn(async move { (name, fut.await.map_err(anyhow::Error::from)) });
     }
     drop(publisher);
     if set.is_empty() {

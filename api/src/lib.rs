@@ -1,6 +1,7 @@
 //! The HTTP API (axum): health, history, symbols and Prometheus metrics.
 
 pub mod auth;
+pub mod backfills;
 pub mod error;
 pub mod metrics;
 pub mod process;
@@ -83,6 +84,8 @@ pub fn router(state: AppState, cfg: &ApiConfig) -> Router {
         .route("/v1/quotes/latest", get(routes::latest_quotes))
         .route("/v1/runs", get(routes::runs))
         .route("/v1/runs/{id}", get(routes::run_by_id))
+        .route("/v1/backfills", axum::routing::post(backfills::create))
+        .route("/v1/backfills/{id}", get(backfills::get))
         .route("/v1/stream", get(stream::stream))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

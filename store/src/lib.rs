@@ -9,6 +9,7 @@ use pricestream_schemas::{
 };
 
 mod codes;
+pub mod connector_state;
 pub mod error;
 pub mod lake;
 pub mod options;
@@ -16,6 +17,7 @@ pub mod postgres;
 pub mod seasonality;
 pub mod sqlite;
 
+pub use connector_state::{BackfillJob, BackfillState, ConnectorState, LedgerEntry};
 pub use error::{Result, StoreError};
 pub use lake::Lake;
 pub use options::{StoreOptions, TimescaleConfig, TimescaleMode};
@@ -94,7 +96,7 @@ pub struct ApiKeyRecord {
 
 /// The relational store. Two real implementations (SQLite, PostgreSQL) share this trait.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: ConnectorState + Send + Sync {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;
     /// Fails unless the schema is exactly at this build's version.

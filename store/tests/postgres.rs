@@ -138,13 +138,17 @@ async fn migrations_run_from_empty_and_schema_check_refuses_unmigrated() {
     assert_eq!(
         tables,
         [
+            "absent_candles",
             "api_keys",
+            "backfill_jobs",
             "bars",
+            "candle_ledger",
             "dead_letters",
             "ingestion_runs",
             "quotes",
             "quotes_latest",
-            "signals"
+            "signals",
+            "stream_checkpoints"
         ]
     );
     // plain PostgreSQL: time columns are timestamptz, with BRIN indexes where they pay

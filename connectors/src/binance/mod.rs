@@ -1,0 +1,35 @@
+//! Binance: REST klines (backfill and gap healing) and live WebSocket combined streams.
+
+pub mod client;
+pub mod config;
+pub mod parse;
+pub mod ws;
+
+use std::sync::Arc;
+
+use pricestream_schemas::Clock;
+
+pub use client::{BinanceRest, KLINES_PAGE};
+pub use config::{BinanceConfig, StreamKind};
+pub use ws::BinanceLive;
+
+use crate::error::Result;
+use crate::http::VenueHttp;
+use crate::symbols::SymbolMap;
+
+impl BinanceConfig {
+    pub fn symbol_map(&self) -> Result<SymbolMap> {
+        SymbolMap::new("binance", &self.symbols)
+    }
+
+    /// The REST client this configuration describes.
+    pub fn rest(&self, clock: Arc<dyn Clock>) -> Result<BinanceRest> {
+        let http = VenueHttp::new("binance", &self.rest_url, &self.http)?;
+        Ok(BinanceRest::new(
+            http,
+            self.symbol_map()?,
+            self.klines_weight,
+            clock,
+        ))
+    }
+}

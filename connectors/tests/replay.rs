@@ -1,0 +1,208 @@
+//! Replay of recorded history: Binance kline dumps, NDJSON quotes and the lake's Parquet.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pricestream_bus::{InProcessBus, QuotePublisher, QuoteSource};
+use pricestream_connectors::coinbase::parse;
+use pricestream_connectors::replay::{ReplayConfig, ReplayFormat};
+use pricestream_connectors::symbols::SymbolMap;
+use pricestream_connectors::ws::FeedEvent;
+use pricestream_schemas::{Clock, Interval, Quote, Symbol, Venue, NANOS_PER_MILLI};
+use pricestream_store::BarQuery;
+use tokio_util::sync::CancellationToken;
+
+fn clock() -> Arc<dyn Clock> {
+    Arc::new(pricestream_schemas::SystemClock)
+}
+
+/// Quotes of the recorded Coinbase matches, as PriceStream parses them.
+fn recorded_quotes() -> Vec<Quote> {
+    let table = [
+        "SKL-USD", "DASH-BTC", "SKL-BTC", "NMR-EUR", "BAND-BTC", "BAND-GBP", "SKL-GBP", "NU-GBP",
+    ]
+    .iter()
+    .map(|p| (p.to_string(), p.to_string()))
+    .collect();
+    let map = SymbolMap::new("coinbase", &table).unwrap();
+    support::recorded_ws_messages("coinbase/ws/coinbase_pro_ws_match_last_match_2021-04-17.ndjson")
+        .iter()
+        .filter_map(
+            |m| match parse::message(m, &map, 1_700_000_000_000_000_000).unwrap() {
+                FeedEvent::Quote(q) => Some(q),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
+async fn drain(bus: &InProcessBus, want: usize) -> Vec<Quote> {
+    let mut source = bus.source(0, 1).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        source.poll(10_000, &mut got).unwrap();
+        if got.len() >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    got.into_iter().map(|p| p.quote.unwrap()).collect()
+}
+
+#[tokio::test]
+async fn ndjson_and_lake_quotes_replay_as_fast_as_possible() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = support::sqlite_store(&dir).await;
+    let quotes = recorded_quotes();
+    assert_eq!(quotes.len(), 97);
+    let ndjson = dir.path().join("quotes.ndjson");
+    let text: String = quotes
+        .iter()
+        .map(|q| serde_json::to_string(q).unwrap() + "\n")
+        .collect();
+    std::fs::write(&ndjson, text).unwrap();
+    let lake_dir = dir.path().join("lake");
+    pricestream_store::Lake::new(&lake_dir)
+        .write_quotes(&quotes)
+        .unwrap();
+
+    for (format, path) in [
+        (ReplayFormat::QuotesNdjson, ndjson.clone()),
+        (ReplayFormat::LakeParquet, lake_dir),
+    ] {
+        let bus = InProcessBus::new(1, 10_000);
+        let publisher: Arc<dyn QuotePublisher> = Arc::new(bus.publisher().unwrap());
+        let cfg = ReplayConfig {
+            enabled: true,
+            format,
+            paths: vec![path],
+            speed: 0.0,
+            ..ReplayConfig::default()
+        };
+        let n = cfg
+            .run(
+                publisher,
+                Arc::clone(&store),
+                clock(),
+                CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 97, "{format:?}");
+        let got = drain(&bus, 97).await;
+        let mut a: Vec<_> = got
+            .iter()
+            .map(|q| (q.ts_event, q.trade_id, q.price.to_bits()))
+            .collect();
+        let mut b: Vec<_> = quotes
+            .iter()
+            .map(|q| (q.ts_event, q.trade_id, q.price.to_bits()))
+            .collect();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b, "{format:?}");
+    }
+
+    // a bad line is a clear error and nothing is sent
+    std::fs::write(
+        &ndjson,
+        format!(
+            "{}\n{{\"venue\":\"binance\"}}\n",
+            serde_json::to_string(&quotes[0]).unwrap()
+        ),
+    )
+    .unwrap();
+    let bus = InProcessBus::new(1, 10);
+    let cfg = ReplayConfig {
+        enabled: true,
+        format: ReplayFormat::QuotesNdjson,
+        paths: vec![ndjson.clone()],
+        speed: 0.0,
+        ..ReplayConfig::default()
+    };
+    let e = cfg
+        .run(
+            Arc::new(bus.publisher().unwrap()),
+            store,
+            clock(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("quotes.ndjson:2"), "{e}");
+    assert!(drain(&bus, 1).await.is_empty());
+}
+
+#[tokio::test]
+async fn binance_kline_dumps_become_bars_at_the_asked_pace() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = support::sqlite_store(&dir).await;
+    let fx = support::fixtures().join("binance/klines_dump");
+    // spot (no header): a whole day as fast as possible
+    let cfg = ReplayConfig {
+        enabled: true,
+        format: ReplayFormat::BinanceKlinesCsv,
+        paths: vec![fx.join("spot/BTCUSDT-1m-2020-01-01.csv")],
+        symbol: "BTC-USDT".into(),
+        venue: Venue::Binance,
+        speed: 0.0,
+    };
+    let bus = InProcessBus::new(1, 10);
+    let n = cfg
+        .run(
+            Arc::new(bus.publisher().unwrap()),
+            Arc::clone(&store),
+            clock(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1_440);
+    let day = support::JAN1_2020_MS * NANOS_PER_MILLI;
+    let bars = store
+        .query_bars(&BarQuery {
+            venue: Some(Venue::Binance),
+            symbol: Symbol::new("BTC-USDT").unwrap(),
+            interval: Interval::M1,
+            from: day,
+            to: day + 86_400 * 1_000_000_000,
+            limit: 5_000,
+            tail: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(bars.len(), 1_440);
+    assert_eq!(
+        (bars[0].open, bars[0].close, bars[0].trade_count),
+        (7195.24, 7186.68, 493)
+    );
+
+    // futures dump (with a header), 1h candles; 3,600× faster: 24 h of candles in ~23 s
+    // is too long for a test, so 36,000×: the 23 h between first and last take ~2.3 s
+    let cfg = ReplayConfig {
+        format: ReplayFormat::BinanceKlinesCsv,
+        paths: vec![fx.join("um_futures/ETHUSDT-1h-2022-08-24.csv")],
+        symbol: "ETH-USDT".into(),
+        speed: 36_000.0,
+        ..cfg
+    };
+    let started = Instant::now();
+    let n = cfg
+        .run(
+            Arc::new(bus.publisher().unwrap()),
+            Arc::clone(&store),
+            clock(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(n, 24);
+    assert!(
+        elapsed >= Duration::from_millis(2_200) && elapsed < Duration::from_secs(6),
+        "{elapsed:?}"
+    );
+}
