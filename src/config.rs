@@ -199,6 +199,7 @@ impl Config {
             .listen
             .parse::<std::net::SocketAddr>()
             .with_context(|| format!("api.listen {:?} is not an address:port", self.api.listen))?;
+        self.api.auth.jwt.validate().map_err(anyhow::Error::msg)?;
         if self.store.max_connections == 0 {
             bail!("store.max_connections must be at least 1");
         }

@@ -227,7 +227,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             lake_dir: cfg.lake.enabled.then(|| cfg.lake_dir()),
             pipeline: None,
             live: None,
-            auth: pricestream_api::auth::Auth::new(cfg.api.auth.clone()),
+            auth: pricestream_api::auth::Auth::try_new(cfg.api.auth.clone())
+                .await
+                .map_err(anyhow::Error::msg)
+                .context("setting up API authentication")?,
         },
         stop.clone(),
         &fatal,
@@ -346,7 +349,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 live_hub.clone(),
                 cfg.api.stream_max_connections,
             )),
-            auth: pricestream_api::auth::Auth::new(cfg.api.auth.clone()),
+            auth: pricestream_api::auth::Auth::try_new(cfg.api.auth.clone())
+                .await
+                .map_err(anyhow::Error::msg)
+                .context("setting up API authentication")?,
         },
         stop_api.clone(),
         &fatal,

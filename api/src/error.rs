@@ -16,8 +16,14 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     Unauthorized(String),
+    /// A bearer token that is malformed, expired or does not verify.
+    #[error("{0}")]
+    InvalidToken(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A time range or page larger than the configured limits.
+    #[error("{0}")]
+    RangeTooLarge(String),
     #[error("rate limit of tier {tier} exceeded; retry in {retry_after_secs} s")]
     TooManyRequests { tier: String, retry_after_secs: u64 },
     #[error("internal error")]
@@ -42,7 +48,9 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::InvalidToken(_) => "invalid_token",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::RangeTooLarge(_) => "range_too_large",
             ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::Internal(_) => "internal",
         }
@@ -53,8 +61,9 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::RangeTooLarge(_) => StatusCode::BAD_REQUEST,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -88,10 +97,19 @@ impl IntoResponse for ApiError {
                     .insert(axum::http::header::RETRY_AFTER, v);
             }
         }
-        if let ApiError::Unauthorized(_) = &self {
-            resp.headers_mut().insert(
+        // RFC 9110 §11.6.1: a 401 names the schemes that would be accepted
+        let challenges: &[&'static str] = match &self {
+            ApiError::Unauthorized(_) => &[
+                "ApiKey header=\"X-API-Key\"",
+                "Bearer realm=\"pricestream\"",
+            ],
+            ApiError::InvalidToken(_) => &["Bearer realm=\"pricestream\", error=\"invalid_token\""],
+            _ => &[],
+        };
+        for c in challenges {
+            resp.headers_mut().append(
                 axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("ApiKey header=\"X-API-Key\""),
+                axum::http::HeaderValue::from_static(c),
             );
         }
         resp

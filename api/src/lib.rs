@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod jwt;
 pub mod metrics;
 pub mod process;
 mod routes;
