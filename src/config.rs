@@ -199,6 +199,13 @@ impl Config {
             .listen
             .parse::<std::net::SocketAddr>()
             .with_context(|| format!("api.listen {:?} is not an address:port", self.api.listen))?;
+        if let Some(m) = &self.api.metrics_listen {
+            m.parse::<std::net::SocketAddr>()
+                .with_context(|| format!("api.metrics_listen {m:?} is not an address:port"))?;
+        }
+        if self.api.max_page_rows == 0 || self.api.max_range_bars == 0 {
+            bail!("api.max_page_rows and api.max_range_bars must be at least 1");
+        }
         self.api.auth.jwt.validate().map_err(anyhow::Error::msg)?;
         if self.store.max_connections == 0 {
             bail!("store.max_connections must be at least 1");

@@ -141,12 +141,32 @@ async fn start_api(
         .with_context(|| format!("binding the API to {}", cfg.api.listen))?;
     let addr = listener.local_addr().context("reading the API address")?;
     tracing::info!(%addr, "API listening");
+    let metrics = match &cfg.api.metrics_listen {
+        Some(listen) => {
+            let l = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding the metrics endpoint to {listen}"))?;
+            let addr = l.local_addr().context("reading the metrics address")?;
+            tracing::info!(%addr, "metrics listening");
+            Some((l, pricestream_api::metrics_router(state.clone())))
+        }
+        None => None,
+    };
     let app = pricestream_api::router(state, &cfg.api);
     Ok(Task::spawn("api", fatal, async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-            .context("serving HTTP")
+        let api = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+        match metrics {
+            Some((l, m)) => {
+                let m = axum::serve(l, m).with_graceful_shutdown(stop.cancelled_owned());
+                tokio::try_join!(
+                    std::future::IntoFuture::into_future(api),
+                    std::future::IntoFuture::into_future(m)
+                )
+                .map(|_| ())
+            }
+            None => api.await,
+        }
+        .context("serving HTTP")
     }))
 }
 

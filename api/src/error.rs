@@ -21,39 +21,92 @@ pub enum ApiError {
     InvalidToken(String),
     #[error("{0}")]
     Forbidden(String),
-    /// A time range or page larger than the configured limits.
+    /// A time range longer than the configured limit.
     #[error("{0}")]
     RangeTooLarge(String),
+    /// A page (`limit`) larger than the configured limit.
+    #[error("{0}")]
+    PageTooLarge(String),
     #[error("rate limit of tier {tier} exceeded; retry in {retry_after_secs} s")]
     TooManyRequests { tier: String, retry_after_secs: u64 },
     #[error("internal error")]
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Detail<'a>,
+/// The stable codes of [`ErrorBody`]; clients may branch on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// A parameter is missing, unknown or malformed (400).
+    BadRequest,
+    /// `from`–`to` spans more bars than `api.max_range_bars` (400).
+    RangeTooLarge,
+    /// `limit` is above `api.max_page_rows` (400).
+    PageTooLarge,
+    /// No credentials where they are required, or an unknown or revoked API key (401).
+    Unauthorized,
+    /// A bearer token that is malformed, expired or does not verify (401).
+    InvalidToken,
+    /// The credentials lack the scope, or their tier is not configured (403).
+    Forbidden,
+    /// No such route or resource (404).
+    NotFound,
+    /// The tier's rate limit is exhausted; see `Retry-After` (429).
+    RateLimited,
+    /// The server failed; details are in its log, under the request id (500).
+    Internal,
+    /// The store, the pipeline or a dependency is not ready (503).
+    Unavailable,
 }
 
-#[derive(Serialize)]
-struct Detail<'a> {
-    code: &'a str,
-    message: String,
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::RangeTooLarge => "range_too_large",
+            ErrorCode::PageTooLarge => "page_too_large",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// For people; it may change between versions.
+    pub message: String,
 }
 
 impl ApiError {
-    pub fn code(&self) -> &'static str {
+    pub fn error_code(&self) -> ErrorCode {
         match self {
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::InvalidToken(_) => "invalid_token",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::RangeTooLarge(_) => "range_too_large",
-            ApiError::TooManyRequests { .. } => "rate_limited",
-            ApiError::Internal(_) => "internal",
+            ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::InvalidToken(_) => ErrorCode::InvalidToken,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::RangeTooLarge(_) => ErrorCode::RangeTooLarge,
+            ApiError::PageTooLarge(_) => ErrorCode::PageTooLarge,
+            ApiError::TooManyRequests { .. } => ErrorCode::RateLimited,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.error_code().as_str()
     }
 
     fn status(&self) -> StatusCode {
@@ -63,7 +116,7 @@ impl ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized(_) | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::RangeTooLarge(_) => StatusCode::BAD_REQUEST,
+            ApiError::RangeTooLarge(_) | ApiError::PageTooLarge(_) => StatusCode::BAD_REQUEST,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -81,9 +134,9 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(error = %detail, "request failed");
         }
-        let body = Body {
-            error: Detail {
-                code: self.code(),
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.error_code(),
                 message: self.to_string(),
             },
         };
