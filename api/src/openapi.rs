@@ -512,7 +512,7 @@ const ASSETS: [(&str, &str); 3] = [
 ];
 
 /// The pinned `swagger-ui-dist` version of the CDN fallback (and of the install script).
-pub const SWAGGER_UI_VERSION: &str = "5.32.0";
+pub const SWAGGER_UI_VERSION: &str = "5.35.0";
 
 /// `GET /docs`
 #[utoipa::path(
