@@ -3,7 +3,7 @@
 # PyPI, in a cached venv): every operation, valid and invalid inputs, random credentials.
 # Any 5xx fails the check, and so does a response that breaks the document (status code,
 # content type, headers or body schema).
-#   SCHEMATHESIS_MAX_EXAMPLES (default 60) test cases per operation and phase.
+#   SCHEMATHESIS_MAX_EXAMPLES (default 100) test cases per operation and phase.
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 
@@ -32,49 +32,78 @@ trap cleanup EXIT
 
 PORT=$(free_port)
 BASE="http://127.0.0.1:$PORT"
-note "pricestream run on $BASE (synthetic market, replayed fast), then fuzzing"
-# a day of synthetic data so that every history route has something to return; the
-# rate limits are lifted so that the fuzzer meets the handlers, not the limiter;
-# bearer tokens are enabled so that the JWT path is fuzzed too
-PRICESTREAM_DATA_DIR="$WORK/data" \
-PRICESTREAM_API__LISTEN="127.0.0.1:$PORT" \
-PRICESTREAM_CONNECTORS__SYNTHETIC__SPEED=0 \
-PRICESTREAM_CONNECTORS__SYNTHETIC__START_MS=1763683200000 \
-PRICESTREAM_CONNECTORS__SYNTHETIC__TRADES_PER_SEC=0.1 \
-PRICESTREAM_CONNECTORS__SYNTHETIC__MAX_TRADES=10000 \
-PRICESTREAM_API__AUTH__TIERS__ANONYMOUS__REQUESTS_PER_SEC=1000000.0 \
-PRICESTREAM_API__AUTH__TIERS__ANONYMOUS__BURST=1000000 \
-PRICESTREAM_API__AUTH__JWT__HS256_SECRET="schemathesis-check-secret-0123456789abcdef" \
-PRICESTREAM_LOG=warn \
-  "$BIN" --log-format json run 2>"$WORK/pricestream.log" &
+export PRICESTREAM_DATA_DIR="$WORK/data"
+export PRICESTREAM_API__LISTEN="127.0.0.1:$PORT"
+# a day of synthetic data so that every history route has something to return
+export PRICESTREAM_CONNECTORS__SYNTHETIC__SPEED=0
+export PRICESTREAM_CONNECTORS__SYNTHETIC__START_MS=1763683200000
+export PRICESTREAM_CONNECTORS__SYNTHETIC__TRADES_PER_SEC=0.05
+export PRICESTREAM_CONNECTORS__SYNTHETIC__MAX_TRADES=5000
+export PRICESTREAM_PIPELINE__IDLE_TIMEOUT_MS=500
+# the rate limits are lifted so that the fuzzer meets the handlers, not the limiter
+export PRICESTREAM_API__AUTH__TIERS__ANONYMOUS__REQUESTS_PER_SEC=1000000.0
+export PRICESTREAM_API__AUTH__TIERS__ANONYMOUS__BURST=1000000
+# bearer tokens are enabled so that the JWT path meets the fuzzer's credentials too
+export PRICESTREAM_API__AUTH__JWT__HS256_SECRET="schemathesis-check-secret-0123456789abcdef"
+export PRICESTREAM_LOG=warn
+
+# fuzz NAME [st options…]: one schemathesis run against $BASE; fails on any finding
+fuzz() {
+  local name=$1
+  shift
+  note "schemathesis $ST_VERSION ($name) against $BASE/openapi.json"
+  set +e
+  "$VENV/bin/st" run "$BASE/openapi.json" \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
+    --phases examples,coverage,fuzzing \
+    --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-100}" \
+    --workers 2 \
+    --seed 1 \
+    --request-timeout 10 \
+    --generation-database none \
+    --no-color \
+    --report junit --report-junit-path "$WORK/junit-$name.xml" \
+    "$@" >"$WORK/st-$name.log" 2>&1
+  local rc=$?
+  set -e
+  cat "$WORK/st-$name.log"
+  kill -0 "$PID" 2>/dev/null || fail "pricestream died during the fuzz run"
+  [ "$rc" -eq 0 ] || fail "schemathesis ($name) found failures (above)"
+  grep -q "passed" "$WORK/st-$name.log" || fail "schemathesis ($name) ran no test"
+}
+
+stop_pricestream() {
+  kill -TERM "$PID"
+  wait "$PID" || true
+  PID=""
+}
+
+# 1. every operation against `pricestream run` (the live stream exists there)
+note "pricestream run on $BASE (synthetic market, replayed fast)"
+"$BIN" --log-format json run 2>"$WORK/run.log" &
 PID=$!
 for _ in $(seq 1 600); do
-  grep -q "all connectors finished" "$WORK/pricestream.log" && break
-  kill -0 "$PID" 2>/dev/null || { cat "$WORK/pricestream.log" >&2; fail "pricestream exited early"; }
+  grep -q "all connectors finished" "$WORK/run.log" && break
+  kill -0 "$PID" 2>/dev/null || { cat "$WORK/run.log" >&2; fail "pricestream exited early"; }
   sleep 0.2
 done
-wait_http "$BASE/health/live" 30 || { cat "$WORK/pricestream.log" >&2; fail "the API did not answer"; }
+wait_http "$BASE/health/live" 30 || { cat "$WORK/run.log" >&2; fail "the API did not answer"; }
 bars=$(curl -fsS "$BASE/v1/ohlcv?symbol=BTC-USDT&limit=5" | python3 -c 'import json,sys; print(json.load(sys.stdin)["count"])')
 [ "$bars" -gt 0 ] || fail "no bars were stored before fuzzing"
+ops=$(curl -fsS "$BASE/openapi.json" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(len(v) for v in d["paths"].values()))')
+note "$ops operations in the document"
+fuzz run
+stop_pricestream
 
-note "schemathesis $ST_VERSION against $BASE/openapi.json"
-set +e
-"$VENV/bin/st" run "$BASE/openapi.json" \
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
-  --phases examples,coverage,fuzzing \
-  --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-60}" \
-  --workers 2 \
-  --seed 1 \
-  --request-timeout 10 \
-  --generation-database none \
-  --no-color \
-  --report junit --report-junit-path "$WORK/junit.xml" \
-  >"$WORK/st.log" 2>&1
-rc=$?
-set -e
-cat "$WORK/st.log"
-errors=$(grep -c '"level":"ERROR"' "$WORK/pricestream.log" || true)
-kill -0 "$PID" 2>/dev/null || fail "pricestream died during the fuzz run"
-[ "$rc" -eq 0 ] || fail "schemathesis found failures (above)"
-[ "$errors" -eq 0 ] || { grep '"level":"ERROR"' "$WORK/pricestream.log" | head -20 >&2; fail "the server logged $errors errors"; }
+# 2. with seasonality profiles computed, against `pricestream serve`
+"$BIN" analytics seasonality >/dev/null
+"$BIN" --log-format json serve 2>"$WORK/serve.log" &
+PID=$!
+wait_http "$BASE/health/live" 30 || { cat "$WORK/serve.log" >&2; fail "pricestream serve did not answer"; }
+curl -fsS "$BASE/v1/seasonality?symbol=BTC-USDT" >/dev/null || fail "no seasonality profile for BTC-USDT"
+fuzz serve --include-path /v1/seasonality
+stop_pricestream
+
+errors=$(cat "$WORK/run.log" "$WORK/serve.log" | grep -c '"level":"ERROR"' || true)
+[ "$errors" -eq 0 ] || { cat "$WORK/run.log" "$WORK/serve.log" | grep '"level":"ERROR"' | head -20 >&2; fail "the server logged $errors errors"; }
 note "schemathesis: no server errors, every response matches the document"
