@@ -223,9 +223,7 @@ impl JwtVerifier {
                 .split_whitespace()
                 .map(str::to_string)
                 .collect(),
-            tier: claims
-                .tier
-                .unwrap_or_else(|| self.cfg.default_tier.clone()),
+            tier: claims.tier.unwrap_or_else(|| self.cfg.default_tier.clone()),
         })
     }
 
@@ -251,7 +249,9 @@ impl JwtVerifier {
         let min_gap = Duration::from_secs(self.cfg.jwks_min_refresh_secs);
         {
             let cache = self.cache.read().await;
-            let fresh = cache.fetched_at.is_some_and(|t| t.elapsed() < refresh_after);
+            let fresh = cache
+                .fetched_at
+                .is_some_and(|t| t.elapsed() < refresh_after);
             let keys = cache.find(kid);
             let may_retry = cache.last_attempt.is_none_or(|t| t.elapsed() >= min_gap);
             if !keys.is_empty() && fresh {
@@ -336,8 +336,7 @@ impl JwtVerifier {
 
 /// The RS256 signing keys of a JWK set document; other keys are skipped.
 fn rsa_keys(text: &str) -> std::result::Result<Vec<(Option<String>, DecodingKey)>, String> {
-    let set: JwkSet =
-        serde_json::from_str(text).map_err(|e| format!("not a JWK set: {e}"))?;
+    let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("not a JWK set: {e}"))?;
     let mut keys = Vec::new();
     for jwk in &set.keys {
         let AlgorithmParameters::RSA(rsa) = &jwk.algorithm else {
@@ -405,7 +404,10 @@ mod tests {
 
     #[test]
     fn jwk_sets_keep_only_rs256_signing_keys() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt/k1.jwks.json");
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/jwt/k1.jwks.json"
+        );
         let text = std::fs::read_to_string(dir).unwrap_or_default();
         let keys = rsa_keys(&text).unwrap_or_default();
         assert_eq!(keys.len(), 1);

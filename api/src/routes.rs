@@ -600,10 +600,7 @@ pub async fn runs(
 )]
 pub async fn run_by_id(
     State(state): State<AppState>,
-    id: std::result::Result<
-        axum::extract::Path<String>,
-        axum::extract::rejection::PathRejection,
-    >,
+    id: std::result::Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<serde_json::Value>> {
     let axum::extract::Path(id) =
         id.map_err(|e| ApiError::BadRequest(format!("run id: {}", e.body_text())))?;

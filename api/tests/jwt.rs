@@ -154,7 +154,10 @@ async fn hs256_tokens() {
     c["nbf"] = json!(now() + 300);
     assert_invalid_token(&bearer(&app, &hs256(&c, SECRET)).await, "not valid yet");
     // bad signature
-    let forged = hs256(&claims("alice", "read"), "another-secret-of-at-least-32-bytes!");
+    let forged = hs256(
+        &claims("alice", "read"),
+        "another-secret-of-at-least-32-bytes!",
+    );
     assert_invalid_token(&bearer(&app, &forged).await, "signature");
     // wrong audience, wrong issuer
     let mut c = claims("alice", "read");
@@ -194,7 +197,14 @@ async fn hs256_tokens() {
     assert_eq!(schemes.len(), 2, "{schemes:?}");
     let r = call(&app, &[("authorization", "Basic dXNlcjpwYXNz")]).await;
     assert_eq!(r.0, StatusCode::UNAUTHORIZED);
-    let r = call(&app, &[("authorization", &format!("Bearer {t}")), ("x-api-key", "ps_x_y")]).await;
+    let r = call(
+        &app,
+        &[
+            ("authorization", &format!("Bearer {t}")),
+            ("x-api-key", "ps_x_y"),
+        ],
+    )
+    .await;
     assert_eq!(r.0, StatusCode::BAD_REQUEST);
 }
 
@@ -281,7 +291,11 @@ async fn rs256_tokens_from_a_jwks_url_with_rotation() {
     let t1 = rs256(&claims("svc", "read"), "k1.der", Some("k1"));
     let r = bearer(&app, &t1).await;
     assert_eq!(r.0, StatusCode::OK, "{}", r.2);
-    assert_eq!(server.fetches.load(Ordering::SeqCst), 1, "a known kid needs no fetch");
+    assert_eq!(
+        server.fetches.load(Ordering::SeqCst),
+        1,
+        "a known kid needs no fetch"
+    );
     // a token without kid is checked against the keys held
     let r = bearer(&app, &rs256(&claims("svc", "read"), "k1.der", None)).await;
     assert_eq!(r.0, StatusCode::OK, "{}", r.2);
@@ -310,7 +324,10 @@ async fn rs256_tokens_from_a_jwks_url_with_rotation() {
     assert_eq!(r.0, StatusCode::FORBIDDEN);
     let mut c = claims("svc", "read");
     c["aud"] = json!(["x", "y"]);
-    assert_invalid_token(&bearer(&app, &rs256(&c, "k2.der", Some("k2"))).await, "audience");
+    assert_invalid_token(
+        &bearer(&app, &rs256(&c, "k2.der", Some("k2"))).await,
+        "audience",
+    );
 }
 
 #[tokio::test]

@@ -73,7 +73,10 @@ async fn make_app(cfg: ApiConfig) -> (axum::Router, tempfile::TempDir) {
         }])
         .await
         .unwrap();
-    for (id, status, finished) in [("r1", RunStatus::Completed, Some(9)), ("r2", RunStatus::Running, None)] {
+    for (id, status, finished) in [
+        ("r1", RunStatus::Completed, Some(9)),
+        ("r2", RunStatus::Running, None),
+    ] {
         store
             .upsert_run(&IngestionRun {
                 id: id.into(),
@@ -149,8 +152,11 @@ fn routes_in_source() -> BTreeSet<(String, String)> {
             let methods = &rest[end..stop];
             for m in ["get", "post", "put", "patch", "delete"] {
                 let word = |s: &str| {
-                    s.match_indices(&format!("{m}("))
-                        .any(|(k, _)| k == 0 || !s.as_bytes()[k - 1].is_ascii_alphanumeric() && s.as_bytes()[k - 1] != b'_')
+                    s.match_indices(&format!("{m}(")).any(|(k, _)| {
+                        k == 0
+                            || !s.as_bytes()[k - 1].is_ascii_alphanumeric()
+                                && s.as_bytes()[k - 1] != b'_'
+                    })
                 };
                 if word(methods) {
                     out.insert((m.to_uppercase(), path.clone()));
@@ -177,21 +183,36 @@ fn routes_in_document(doc: &Value) -> BTreeSet<(String, String)> {
 async fn openapi_lists_every_route() {
     let (app, _dir) = make_app(ApiConfig::default()).await;
     let doc = document(&app).await;
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1."),
+        "{}",
+        doc["openapi"]
+    );
     assert_eq!(doc["info"]["title"], "PriceStream API");
     let source = routes_in_source();
-    assert!(source.len() >= 14, "route scan found too little: {source:?}");
+    assert!(
+        source.len() >= 14,
+        "route scan found too little: {source:?}"
+    );
     let documented = routes_in_document(&doc);
     let missing: Vec<_> = source.difference(&documented).collect();
-    assert!(missing.is_empty(), "routes missing from the document: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "routes missing from the document: {missing:?}"
+    );
     let extra: Vec<_> = documented.difference(&source).collect();
-    assert!(extra.is_empty(), "documented routes the router lacks: {extra:?}");
+    assert!(
+        extra.is_empty(),
+        "documented routes the router lacks: {extra:?}"
+    );
     // and the router answers each documented GET (not the fallback)
     for (method, path) in &documented {
         if method != "GET" {
             continue;
         }
-        let concrete = path.replace("{id}", "r1").replace("{file}", "swagger-ui.css");
+        let concrete = path
+            .replace("{id}", "r1")
+            .replace("{file}", "swagger-ui.css");
         let (_, _, body) = get(&app, &concrete).await;
         let text = String::from_utf8_lossy(&body);
         assert!(!text.contains("no such route"), "{path}: {text}");
@@ -345,7 +366,10 @@ async fn docs_page_and_assets() {
     let page = String::from_utf8(b).unwrap();
     assert!(page.contains("SwaggerUIBundle") && page.contains("/openapi.json"));
     assert!(page.contains("swagger-ui-dist@"), "{page}");
-    assert_eq!(get(&app, "/docs/assets/swagger-ui.css").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&app, "/docs/assets/swagger-ui.css").await.0,
+        StatusCode::NOT_FOUND
+    );
 
     // with them: served locally, and only the known files
     std::fs::write(assets.path().join("swagger-ui-bundle.js"), "/* bundle */").unwrap();
@@ -360,10 +384,19 @@ async fn docs_page_and_assets() {
     assert!(page.contains("/docs/assets/swagger-ui-bundle.js"), "{page}");
     let (s, h, b) = get(&app, "/docs/assets/swagger-ui-bundle.js").await;
     assert_eq!(s, StatusCode::OK);
-    assert!(h["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(h["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
     assert_eq!(b, b"/* bundle */");
-    assert_eq!(get(&app, "/docs/assets/secret.txt").await.0, StatusCode::NOT_FOUND);
-    assert_eq!(get(&app, "/docs/assets/..%2Fsecret.txt").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&app, "/docs/assets/secret.txt").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&app, "/docs/assets/..%2Fsecret.txt").await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -379,4 +412,36 @@ async fn metrics_move_to_their_own_router() {
     // requests still carry ids
     let (_, h, _) = get(&app, "/health/live").await;
     assert!(h.contains_key("x-request-id"));
+
+    // the metrics router serves the exposition (on a real listener, as `run` does)
+    let recorder = pricestream_api::metrics::build_recorder().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("m.db").display());
+    let store = pricestream_store::open(&url, 1).await.unwrap();
+    let state = AppState {
+        store,
+        metrics: Some(recorder.handle()),
+        lake_dir: None,
+        pipeline: None,
+        live: None,
+        auth: Auth::new(Default::default()),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, pricestream_api::metrics_router(state))
+            .await
+            .unwrap();
+    });
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).await.unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("text/plain; version=0.0.4"), "{text}");
+    assert!(text.contains("x-request-id"), "{text}");
+    server.abort();
 }
