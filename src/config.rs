@@ -352,4 +352,36 @@ mod tests {
         bad.api.listen = "nope".into();
         assert!(bad.validate().is_err());
     }
+
+    #[test]
+    fn api_auth_and_limits_are_checked() {
+        let mut t = toml::Table::new();
+        let vars = [
+            (
+                "PRICESTREAM_API__AUTH__JWT__HS256_SECRET",
+                "0123456789abcdef0123456789abcdef",
+            ),
+            ("PRICESTREAM_API__AUTH__JWT__AUDIENCE", "pricestream"),
+            ("PRICESTREAM_API__METRICS_LISTEN", "127.0.0.1:9464"),
+            ("PRICESTREAM_API__MAX_RANGE_BARS", "1440"),
+        ];
+        apply_env(
+            &mut t,
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .unwrap();
+        let cfg: Config = toml::Value::Table(t).try_into().unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.api.auth.jwt.audience.as_deref(), Some("pricestream"));
+        assert_eq!(cfg.api.max_range_bars, 1440);
+        let mut bad = cfg.clone();
+        bad.api.auth.jwt.hs256_secret = Some("too-short".into());
+        assert!(bad.validate().is_err());
+        let mut bad = cfg.clone();
+        bad.api.metrics_listen = Some("9464".into());
+        assert!(bad.validate().is_err());
+        let mut bad = cfg;
+        bad.api.max_range_bars = 0;
+        assert!(bad.validate().is_err());
+    }
 }

@@ -26,7 +26,7 @@ pub const JWKS_REFRESHES: &str = "pricestream_api_jwks_refreshes_total";
 
 /// Settings of `[api.auth.jwt]`. Bearer tokens are accepted when `hs256_secret`,
 /// `jwks_url` or `jwks_file` is set.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JwtConfig {
     /// Shared secret of HS256 tokens (at least 32 bytes); better given by the environment
@@ -66,6 +66,26 @@ impl Default for JwtConfig {
             leeway_secs: 30,
             default_tier: "basic".into(),
         }
+    }
+}
+
+impl std::fmt::Debug for JwtConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtConfig")
+            .field(
+                "hs256_secret",
+                &self.hs256_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("jwks_url", &self.jwks_url)
+            .field("jwks_file", &self.jwks_file)
+            .field("jwks_refresh_secs", &self.jwks_refresh_secs)
+            .field("jwks_min_refresh_secs", &self.jwks_min_refresh_secs)
+            .field("jwks_fetch_timeout_ms", &self.jwks_fetch_timeout_ms)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway_secs", &self.leeway_secs)
+            .field("default_tier", &self.default_tier)
+            .finish()
     }
 }
 
@@ -395,6 +415,12 @@ mod tests {
             ..JwtConfig::default()
         };
         assert!(short.validate().is_err());
+        let secret = JwtConfig {
+            hs256_secret: Some("s3cret-s3cret-s3cret-s3cret-s3cret".into()),
+            ..JwtConfig::default()
+        };
+        assert!(secret.validate().is_ok());
+        assert!(!format!("{secret:?}").contains("s3cret"));
         let bad_url = JwtConfig {
             jwks_url: Some("ftp://x".into()),
             ..JwtConfig::default()
