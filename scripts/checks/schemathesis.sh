@@ -34,7 +34,7 @@ PORT=$(free_port)
 BASE="http://127.0.0.1:$PORT"
 export PRICESTREAM_DATA_DIR="$WORK/data"
 export PRICESTREAM_API__LISTEN="127.0.0.1:$PORT"
-# a day of synthetic data so that every history route has something to return
+# ~5.5 simulated hours of 5 symbols, so that every history route has something to return
 export PRICESTREAM_CONNECTORS__SYNTHETIC__SPEED=0
 export PRICESTREAM_CONNECTORS__SYNTHETIC__START_MS=1763683200000
 export PRICESTREAM_CONNECTORS__SYNTHETIC__TRADES_PER_SEC=0.05
@@ -45,7 +45,7 @@ export PRICESTREAM_API__AUTH__TIERS__ANONYMOUS__REQUESTS_PER_SEC=1000000.0
 export PRICESTREAM_API__AUTH__TIERS__ANONYMOUS__BURST=1000000
 # bearer tokens are enabled so that the JWT path meets the fuzzer's credentials too
 export PRICESTREAM_API__AUTH__JWT__HS256_SECRET="schemathesis-check-secret-0123456789abcdef"
-export PRICESTREAM_LOG=warn
+export PRICESTREAM_LOG=info
 
 # fuzz NAME [st options…]: one schemathesis run against $BASE; fails on any finding
 fuzz() {
@@ -87,8 +87,15 @@ for _ in $(seq 1 600); do
   kill -0 "$PID" 2>/dev/null || { cat "$WORK/run.log" >&2; fail "pricestream exited early"; }
   sleep 0.2
 done
+grep -q "all connectors finished" "$WORK/run.log" || { tail -20 "$WORK/run.log" >&2; fail "the synthetic connector did not finish"; }
 wait_http "$BASE/health/live" 30 || { cat "$WORK/run.log" >&2; fail "the API did not answer"; }
-bars=$(curl -fsS "$BASE/v1/ohlcv?symbol=BTC-USDT&limit=5" | python3 -c 'import json,sys; print(json.load(sys.stdin)["count"])')
+# the sinks flush shortly after the connector finishes
+bars=0
+for _ in $(seq 1 150); do
+  bars=$(curl -fsS "$BASE/v1/ohlcv?symbol=BTC-USDT&limit=5" | python3 -c 'import json,sys; print(json.load(sys.stdin)["count"])')
+  [ "$bars" -gt 0 ] && break
+  sleep 0.2
+done
 [ "$bars" -gt 0 ] || fail "no bars were stored before fuzzing"
 ops=$(curl -fsS "$BASE/openapi.json" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(len(v) for v in d["paths"].values()))')
 note "$ops operations in the document"
