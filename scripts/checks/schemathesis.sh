@@ -53,7 +53,8 @@ fuzz() {
   shift
   note "schemathesis $ST_VERSION ($name) against $BASE/openapi.json"
   set +e
-  "$VENV/bin/st" run "$BASE/openapi.json" \
+  # run inside $WORK: schemathesis keeps a cache folder in its working directory
+  (cd "$WORK" && "$VENV/bin/st" run "$BASE/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
     --phases examples,coverage,fuzzing \
     --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-100}" \
@@ -63,7 +64,7 @@ fuzz() {
     --generation-database none \
     --no-color \
     --report junit --report-junit-path "$WORK/junit-$name.xml" \
-    "$@" >"$WORK/st-$name.log" 2>&1
+    "$@") >"$WORK/st-$name.log" 2>&1
   local rc=$?
   set -e
   cat "$WORK/st-$name.log"
