@@ -212,6 +212,14 @@ impl Config {
             .listen
             .parse::<std::net::SocketAddr>()
             .with_context(|| format!("api.listen {:?} is not an address:port", self.api.listen))?;
+        if let Some(m) = &self.api.metrics_listen {
+            m.parse::<std::net::SocketAddr>()
+                .with_context(|| format!("api.metrics_listen {m:?} is not an address:port"))?;
+        }
+        if self.api.max_page_rows == 0 || self.api.max_range_bars == 0 {
+            bail!("api.max_page_rows and api.max_range_bars must be at least 1");
+        }
+        self.api.auth.jwt.validate().map_err(anyhow::Error::msg)?;
         if self.store.max_connections == 0 {
             bail!("store.max_connections must be at least 1");
         }
@@ -360,6 +368,38 @@ mod tests {
         assert!(toml::from_str::<Config>("[api]\nlisten_port = 1").is_err());
         let mut bad = Config::default();
         bad.api.listen = "nope".into();
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn api_auth_and_limits_are_checked() {
+        let mut t = toml::Table::new();
+        let vars = [
+            (
+                "PRICESTREAM_API__AUTH__JWT__HS256_SECRET",
+                "0123456789abcdef0123456789abcdef",
+            ),
+            ("PRICESTREAM_API__AUTH__JWT__AUDIENCE", "pricestream"),
+            ("PRICESTREAM_API__METRICS_LISTEN", "127.0.0.1:9464"),
+            ("PRICESTREAM_API__MAX_RANGE_BARS", "1440"),
+        ];
+        apply_env(
+            &mut t,
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .unwrap();
+        let cfg: Config = toml::Value::Table(t).try_into().unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.api.auth.jwt.audience.as_deref(), Some("pricestream"));
+        assert_eq!(cfg.api.max_range_bars, 1440);
+        let mut bad = cfg.clone();
+        bad.api.auth.jwt.hs256_secret = Some("too-short".into());
+        assert!(bad.validate().is_err());
+        let mut bad = cfg.clone();
+        bad.api.metrics_listen = Some("9464".into());
+        assert!(bad.validate().is_err());
+        let mut bad = cfg;
+        bad.api.max_range_bars = 0;
         assert!(bad.validate().is_err());
     }
 }

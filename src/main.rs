@@ -145,9 +145,14 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Config {
             action: ConfigAction::Check,
         } => {
+            // secrets are not printed
+            let mut shown = cfg.clone();
+            if shown.api.auth.jwt.hs256_secret.is_some() {
+                shown.api.auth.jwt.hs256_secret = Some("<redacted>".into());
+            }
             println!(
                 "# configuration is valid\n{}",
-                toml::to_string_pretty(&cfg)?
+                toml::to_string_pretty(&shown)?
             );
             return Ok(());
         }

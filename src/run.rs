@@ -142,12 +142,32 @@ pub(crate) async fn start_api(
         .with_context(|| format!("binding the API to {}", cfg.api.listen))?;
     let addr = listener.local_addr().context("reading the API address")?;
     tracing::info!(%addr, "API listening");
+    let metrics = match &cfg.api.metrics_listen {
+        Some(listen) => {
+            let l = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding the metrics endpoint to {listen}"))?;
+            let addr = l.local_addr().context("reading the metrics address")?;
+            tracing::info!(%addr, "metrics listening");
+            Some((l, pricestream_api::metrics_router(state.clone())))
+        }
+        None => None,
+    };
     let app = pricestream_api::router(state, &cfg.api);
     Ok(Task::spawn("api", fatal, async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-            .context("serving HTTP")
+        let api = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+        match metrics {
+            Some((l, m)) => {
+                let m = axum::serve(l, m).with_graceful_shutdown(stop.cancelled_owned());
+                tokio::try_join!(
+                    std::future::IntoFuture::into_future(api),
+                    std::future::IntoFuture::into_future(m)
+                )
+                .map(|_| ())
+            }
+            None => api.await,
+        }
+        .context("serving HTTP")
     }))
 }
 
@@ -234,7 +254,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             lake_dir: cfg.lake.enabled.then(|| cfg.lake_dir()),
             pipeline: None,
             live: None,
-            auth: pricestream_api::auth::Auth::new(cfg.api.auth.clone()),
+            auth: pricestream_api::auth::Auth::try_new(cfg.api.auth.clone())
+                .await
+                .map_err(anyhow::Error::msg)
+                .context("setting up API authentication")?,
         },
         stop.clone(),
         &fatal,
@@ -356,7 +379,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 live_hub.clone(),
                 cfg.api.stream_max_connections,
             )),
-            auth: pricestream_api::auth::Auth::new(cfg.api.auth.clone()),
+            auth: pricestream_api::auth::Auth::try_new(cfg.api.auth.clone())
+                .await
+                .map_err(anyhow::Error::msg)
+                .context("setting up API authentication")?,
         },
         stop_api.clone(),
         &fatal,

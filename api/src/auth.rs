@@ -1,4 +1,4 @@
-//! API keys, scopes and per-key rate limits.
+//! API keys, JWT bearer tokens, scopes and per-principal rate limits.
 //!
 //! A key looks like `ps_<id>_<secret>`; the store keeps only the SHA-256 of the whole key,
 //! and the key is shown once, at creation (`pricestream keys create`). Requests present it
@@ -6,6 +6,10 @@
 //! unless `api.auth.required` is set. 401 means "who are you?" (missing, unknown or revoked
 //! key), 403 "you may not" (scope missing). Each principal has a token bucket of its tier;
 //! an empty bucket answers 429 with `Retry-After`. Health and metrics stay open.
+//!
+//! A request may instead carry `Authorization: Bearer <jwt>` (see [`crate::jwt`]); the
+//! token's `scope` and `tier` claims give the same [`Principal`], with id `jwt:<sub>`.
+//! A request carrying both an API key and a bearer token is refused (400).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -41,6 +45,8 @@ pub struct AuthConfig {
     pub required: bool,
     /// Rate limits per tier; a key's tier must be one of these.
     pub tiers: BTreeMap<String, TierLimit>,
+    /// JWT bearer tokens (`[api.auth.jwt]`).
+    pub jwt: crate::jwt::JwtConfig,
 }
 
 impl Default for AuthConfig {
@@ -58,6 +64,7 @@ impl Default for AuthConfig {
             ]
             .into_iter()
             .collect(),
+            jwt: crate::jwt::JwtConfig::default(),
         }
     }
 }
@@ -122,6 +129,9 @@ struct Bucket {
 /// Authentication and rate-limit state shared by all requests.
 pub struct Auth {
     cfg: AuthConfig,
+    /// `None` when bearer tokens are not configured; `Err` when their configuration failed
+    /// (bearer requests then answer 503; [`Auth::try_new`] refuses such a configuration).
+    jwt: std::result::Result<Option<crate::jwt::JwtVerifier>, String>,
     cache: Mutex<HashMap<String, (Option<ApiKeyRecord>, Instant)>>,
     buckets: Mutex<HashMap<String, Bucket>>,
 }
@@ -131,11 +141,42 @@ const CACHE_TTL: Duration = Duration::from_secs(5);
 
 impl Auth {
     pub fn new(cfg: AuthConfig) -> Arc<Self> {
+        let jwt = crate::jwt::JwtVerifier::new(&cfg.jwt);
+        if let Err(e) = &jwt {
+            tracing::error!(error = %e, "bearer tokens are misconfigured and will be refused");
+        }
         Arc::new(Auth {
+            jwt,
             cfg,
             cache: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Like [`Auth::new`], but fails on a bad JWT configuration and loads the JWK set now.
+    pub async fn try_new(cfg: AuthConfig) -> std::result::Result<Arc<Self>, String> {
+        let auth = Auth::new(cfg);
+        match &auth.jwt {
+            Err(e) => return Err(e.clone()),
+            Ok(Some(v)) => {
+                v.load_keys().await?;
+            }
+            Ok(None) => {}
+        }
+        Ok(auth)
+    }
+
+    /// Resolves the caller of a request carrying `Authorization: Bearer <token>`.
+    pub async fn principal_for_bearer(&self, token: &str) -> Result<Principal> {
+        match &self.jwt {
+            Ok(Some(v)) => v.verify(token).await,
+            Ok(None) => Err(ApiError::InvalidToken(
+                "bearer tokens are not enabled on this server; use X-API-Key".into(),
+            )),
+            Err(_) => Err(ApiError::Unavailable(
+                "bearer token verification is misconfigured".into(),
+            )),
+        }
     }
 
     async fn lookup(&self, store: &Arc<dyn Store>, key: &str) -> Result<Option<ApiKeyRecord>> {
@@ -162,7 +203,7 @@ impl Auth {
         let Some(key) = key else {
             if self.cfg.required {
                 return Err(ApiError::Unauthorized(
-                    "an API key is required (header X-API-Key)".into(),
+                    "credentials are required: an API key (header X-API-Key) or a bearer token (Authorization: Bearer)".into(),
                 ));
             }
             return Ok(Principal {
@@ -224,14 +265,53 @@ fn required_scope(method: &Method) -> &'static str {
     }
 }
 
-/// Middleware for `/v1/*`: authenticates, checks the scope, applies the rate limit.
-pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let key = req
-        .headers()
+/// What a request presents to prove who it is.
+enum Credentials {
+    None,
+    ApiKey(String),
+    Bearer(String),
+}
+
+fn credentials(headers: &axum::http::HeaderMap) -> Result<Credentials> {
+    let key = headers
         .get("x-api-key")
         .map(|v| v.to_str().unwrap_or("").to_string());
+    let bearer = match headers.get(axum::http::header::AUTHORIZATION) {
+        None => None,
+        Some(v) => {
+            let v = v.to_str().map_err(|_| {
+                ApiError::InvalidToken("the Authorization header is not ASCII".into())
+            })?;
+            match v.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                    Some(token.trim().to_string())
+                }
+                _ => {
+                    return Err(ApiError::Unauthorized(
+                        "the Authorization scheme is not supported; use Bearer <jwt>".into(),
+                    ))
+                }
+            }
+        }
+    };
+    match (key, bearer) {
+        (Some(_), Some(_)) => Err(ApiError::BadRequest(
+            "send either X-API-Key or Authorization: Bearer, not both".into(),
+        )),
+        (Some(k), None) => Ok(Credentials::ApiKey(k)),
+        (None, Some(t)) => Ok(Credentials::Bearer(t)),
+        (None, None) => Ok(Credentials::None),
+    }
+}
+
+/// Middleware for `/v1/*`: authenticates, checks the scope, applies the rate limit.
+pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    match check(&state, key.as_deref(), &method).await {
+    let checked = match credentials(req.headers()) {
+        Ok(c) => check(&state, c, &method).await,
+        Err(e) => Err(e),
+    };
+    match checked {
         Ok(p) => {
             req.extensions_mut().insert(p);
             next.run(req).await
@@ -248,12 +328,16 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     }
 }
 
-async fn check(state: &AppState, key: Option<&str>, method: &Method) -> Result<Principal> {
-    let p = state.auth.principal(&state.store, key).await?;
+async fn check(state: &AppState, creds: Credentials, method: &Method) -> Result<Principal> {
+    let p = match creds {
+        Credentials::None => state.auth.principal(&state.store, None).await?,
+        Credentials::ApiKey(k) => state.auth.principal(&state.store, Some(&k)).await?,
+        Credentials::Bearer(t) => state.auth.principal_for_bearer(&t).await?,
+    };
     let scope = required_scope(method);
     if !p.has_scope(scope) {
         return Err(ApiError::Forbidden(format!(
-            "this key lacks the {scope:?} scope"
+            "these credentials lack the {scope:?} scope"
         )));
     }
     state.auth.admit(&p)?;

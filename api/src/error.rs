@@ -16,36 +16,97 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     Unauthorized(String),
+    /// A bearer token that is malformed, expired or does not verify.
+    #[error("{0}")]
+    InvalidToken(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A time range longer than the configured limit.
+    #[error("{0}")]
+    RangeTooLarge(String),
+    /// A page (`limit`) larger than the configured limit.
+    #[error("{0}")]
+    PageTooLarge(String),
     #[error("rate limit of tier {tier} exceeded; retry in {retry_after_secs} s")]
     TooManyRequests { tier: String, retry_after_secs: u64 },
     #[error("internal error")]
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Detail<'a>,
+/// The stable codes of [`ErrorBody`]; clients may branch on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// A parameter is missing, unknown or malformed (400).
+    BadRequest,
+    /// `from`–`to` spans more bars than `api.max_range_bars` (400).
+    RangeTooLarge,
+    /// `limit` is above `api.max_page_rows` (400).
+    PageTooLarge,
+    /// No credentials where they are required, or an unknown or revoked API key (401).
+    Unauthorized,
+    /// A bearer token that is malformed, expired or does not verify (401).
+    InvalidToken,
+    /// The credentials lack the scope, or their tier is not configured (403).
+    Forbidden,
+    /// No such route or resource (404).
+    NotFound,
+    /// The tier's rate limit is exhausted; see `Retry-After` (429).
+    RateLimited,
+    /// The server failed; details are in its log, under the request id (500).
+    Internal,
+    /// The store, the pipeline or a dependency is not ready (503).
+    Unavailable,
 }
 
-#[derive(Serialize)]
-struct Detail<'a> {
-    code: &'a str,
-    message: String,
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::RangeTooLarge => "range_too_large",
+            ErrorCode::PageTooLarge => "page_too_large",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// For people; it may change between versions.
+    pub message: String,
 }
 
 impl ApiError {
-    pub fn code(&self) -> &'static str {
+    pub fn error_code(&self) -> ErrorCode {
         match self {
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::TooManyRequests { .. } => "rate_limited",
-            ApiError::Internal(_) => "internal",
+            ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::InvalidToken(_) => ErrorCode::InvalidToken,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::RangeTooLarge(_) => ErrorCode::RangeTooLarge,
+            ApiError::PageTooLarge(_) => ErrorCode::PageTooLarge,
+            ApiError::TooManyRequests { .. } => ErrorCode::RateLimited,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.error_code().as_str()
     }
 
     fn status(&self) -> StatusCode {
@@ -53,8 +114,9 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::RangeTooLarge(_) | ApiError::PageTooLarge(_) => StatusCode::BAD_REQUEST,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -72,9 +134,9 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(error = %detail, "request failed");
         }
-        let body = Body {
-            error: Detail {
-                code: self.code(),
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.error_code(),
                 message: self.to_string(),
             },
         };
@@ -88,10 +150,19 @@ impl IntoResponse for ApiError {
                     .insert(axum::http::header::RETRY_AFTER, v);
             }
         }
-        if let ApiError::Unauthorized(_) = &self {
-            resp.headers_mut().insert(
+        // RFC 9110 §11.6.1: a 401 names the schemes that would be accepted
+        let challenges: &[&'static str] = match &self {
+            ApiError::Unauthorized(_) => &[
+                "ApiKey header=\"X-API-Key\"",
+                "Bearer realm=\"pricestream\"",
+            ],
+            ApiError::InvalidToken(_) => &["Bearer realm=\"pricestream\", error=\"invalid_token\""],
+            _ => &[],
+        };
+        for c in challenges {
+            resp.headers_mut().append(
                 axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("ApiKey header=\"X-API-Key\""),
+                axum::http::HeaderValue::from_static(c),
             );
         }
         resp

@@ -3,7 +3,9 @@
 pub mod auth;
 pub mod backfills;
 pub mod error;
+pub mod jwt;
 pub mod metrics;
+pub mod openapi;
 pub mod process;
 mod routes;
 pub mod stream;
@@ -52,6 +54,14 @@ pub struct ApiConfig {
     pub listen: String,
     /// Largest `limit` a history request may ask for.
     pub max_page_rows: u32,
+    /// Longest `from`–`to` span of `/v1/ohlcv` and `/v1/signals`, in bars of the requested
+    /// interval (1m when a signals query names none): 525600 is a year of 1m bars.
+    pub max_range_bars: u64,
+    /// Serve `/metrics` on this address:port instead of `listen` (none: on `listen`).
+    pub metrics_listen: Option<String>,
+    /// Directory with the `swagger-ui-dist` files that `/docs` loads (see
+    /// `scripts/install-swagger-ui.sh`); none: the page loads them from a public CDN.
+    pub docs_assets_dir: Option<std::path::PathBuf>,
     /// WebSocket stream connections at once.
     pub stream_max_connections: usize,
     /// Events a stream client may fall behind before it loses the oldest.
@@ -64,6 +74,9 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: "127.0.0.1:8080".into(),
             max_page_rows: 10_000,
+            max_range_bars: 525_600,
+            metrics_listen: None,
+            docs_assets_dir: None,
             stream_max_connections: 1_000,
             stream_buffer_events: 4_096,
             auth: auth::AuthConfig::default(),
@@ -75,7 +88,9 @@ impl Default for ApiConfig {
 pub fn router(state: AppState, cfg: &ApiConfig) -> Router {
     let limits = routes::Limits {
         max_page_rows: cfg.max_page_rows.max(1),
+        max_range_bars: cfg.max_range_bars.max(1),
     };
+    let meta = openapi::Meta::new(cfg.docs_assets_dir.clone());
     let v1 = Router::new()
         .route("/v1/symbols", get(routes::symbols))
         .route("/v1/ohlcv", get(routes::ohlcv))
@@ -91,16 +106,32 @@ pub fn router(state: AppState, cfg: &ApiConfig) -> Router {
             state.clone(),
             auth::guard,
         ));
-    Router::new()
+    let mut app = Router::new()
         .route("/health/live", get(routes::live))
         .route("/health/ready", get(routes::ready))
-        .route("/metrics", get(routes::metrics))
-        .merge(v1)
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/docs", get(openapi::docs))
+        .route("/docs/assets/{file}", get(openapi::docs_asset));
+    if cfg.metrics_listen.is_none() {
+        app = app.route("/metrics", get(routes::metrics));
+    }
+    app.merge(v1)
         .fallback(routes::not_found)
         // gzip or zstd, as the client's Accept-Encoding asks
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn(trace::request_span))
         .layer(axum::Extension(limits))
+        .layer(axum::Extension(meta))
+        .with_state(state)
+}
+
+/// The router of `api.metrics_listen`: `/metrics` and the liveness probe only.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(routes::metrics))
+        .route("/health/live", get(routes::live))
+        .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn(trace::request_span))
         .with_state(state)
 }

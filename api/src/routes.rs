@@ -12,20 +12,59 @@ use pricestream_store::BarQuery;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::error::ErrorBody;
 use crate::process::ProcessSample;
 use crate::{ApiError, AppState, Result};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_page_rows: u32,
+    /// Longest `from`–`to` span of a history query, in bars of its interval.
+    pub max_range_bars: u64,
 }
 
+/// The query string as name → value; a malformed one is a 400 in the one error shape.
+pub struct Params(pub HashMap<String, String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self> {
+        Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
+            .map(|Query(q)| Params(q))
+            .map_err(|e| ApiError::BadRequest(format!("malformed query string: {}", e.body_text())))
+    }
+}
+
+/// Refuses a `from`–`to` span of more than `max_range_bars` bars of `interval`.
+fn check_span(from: i64, to: i64, interval: Interval, limits: Limits) -> Result<()> {
+    let bars = (i128::from(to) - i128::from(from)) / i128::from(interval.nanos());
+    if bars > i128::from(limits.max_range_bars) {
+        return Err(ApiError::RangeTooLarge(format!(
+            "from–to spans {bars} bars of {interval}; at most {} are allowed per request (narrow the range or use a longer interval)",
+            limits.max_range_bars
+        )));
+    }
+    Ok(())
+}
+
+/// `GET /health/live`: the process is up.
+#[utoipa::path(get, path = "/health/live", tag = "health",
+    responses((status = 200, description = "Alive", body = crate::openapi::LiveDoc)))]
 pub async fn live() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// Ready when the store answers a real query and, in a process that runs the pipeline,
 /// the pipeline makes progress (see `pricestream_pipeline::progress`).
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses(
+        (status = 200, description = "The store answers and the pipeline (if any) progresses", body = crate::openapi::ReadyDoc),
+        (status = 503, description = "Not ready", body = ErrorBody),
+    ))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>> {
     state
         .store
@@ -49,6 +88,12 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Val
     Ok(Json(json!({ "status": "ready", "checks": checks })))
 }
 
+/// `GET /metrics`: Prometheus text exposition (on `api.metrics_listen` when that is set).
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"),
+        (status = 404, description = "Metrics are not enabled in this process", body = ErrorBody),
+    ))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     match &state.metrics {
         Some(h) => (
@@ -74,6 +119,18 @@ pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
 }
 
+/// `GET /v1/symbols`: every symbol with stored 1m bars.
+#[utoipa::path(get, path = "/v1/symbols", tag = "history",
+    responses(
+        (status = 200, description = "Symbols with their first and last bar", body = crate::openapi::SymbolsDoc),
+        (status = 400, description = "A parameter is missing, unknown or malformed", body = ErrorBody),
+        (status = 401, description = "Credentials missing (when required), unknown, revoked or invalid", body = ErrorBody),
+        (status = 403, description = "The credentials lack the scope, or their tier is not configured", body = ErrorBody),
+        (status = 429, description = "The tier's rate limit is exhausted", body = ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+    ),
+    security((), ("api_key" = []), ("bearer" = [])),
+)]
 pub async fn symbols(State(state): State<AppState>) -> Result<Json<serde_json::Value>> {
     let list = state.store.symbols().await?;
     let symbols: Vec<_> = list
@@ -194,11 +251,30 @@ fn bars_arrow(bars: &[Bar]) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// `GET /v1/ohlcv`: OHLCV bars as JSON, CSV or an Arrow IPC stream.
+#[utoipa::path(get, path = "/v1/ohlcv", tag = "history",
+    params(crate::openapi::OhlcvParams),
+    responses(
+        (status = 200, description = "Bars, ascending by time. CSV and Arrow responses carry the next page's `from` in `x-next-from`.",
+            headers(("x-next-from" = String, description = "`from` of the next page (CSV and Arrow)")),
+            content(
+                (crate::openapi::OhlcvPageDoc = "application/json"),
+                (String = "text/csv"),
+                (Vec<u8> = "application/vnd.apache.arrow.stream"),
+            )),
+        (status = 400, description = "A parameter is missing, unknown or malformed", body = ErrorBody),
+        (status = 401, description = "Credentials missing (when required), unknown, revoked or invalid", body = ErrorBody),
+        (status = 403, description = "The credentials lack the scope, or their tier is not configured", body = ErrorBody),
+        (status = 429, description = "The tier's rate limit is exhausted", body = ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+    ),
+    security((), ("api_key" = []), ("bearer" = [])),
+)]
 pub async fn ohlcv(
     State(state): State<AppState>,
     Extension(limits): Extension<Limits>,
     headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
+    Params(q): Params,
 ) -> Result<Response> {
     reject_unknown(&q, &KNOWN_OHLCV_PARAMS)?;
     let symbol = param(&q, "symbol")
@@ -215,6 +291,9 @@ pub async fn ohlcv(
     if let Some(f) = from {
         if f >= to {
             return Err(ApiError::BadRequest("from must be earlier than to".into()));
+        }
+        if to != i64::MAX {
+            check_span(f, to, interval, limits)?;
         }
     }
     let query = BarQuery {
@@ -290,9 +369,22 @@ struct OhlcvPage<'a> {
 }
 
 /// `GET /v1/seasonality?symbol=&venue=`: hour-of-day and weekday return profiles.
+#[utoipa::path(get, path = "/v1/seasonality", tag = "history",
+    params(crate::openapi::SeasonalityParams),
+    responses(
+        (status = 200, description = "Hour-of-day and weekday return profiles", body = crate::openapi::SeasonalityDoc),
+        (status = 404, description = "No profile for the symbol (or the lake is disabled)", body = ErrorBody),
+        (status = 400, description = "A parameter is missing, unknown or malformed", body = ErrorBody),
+        (status = 401, description = "Credentials missing (when required), unknown, revoked or invalid", body = ErrorBody),
+        (status = 403, description = "The credentials lack the scope, or their tier is not configured", body = ErrorBody),
+        (status = 429, description = "The tier's rate limit is exhausted", body = ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+    ),
+    security((), ("api_key" = []), ("bearer" = [])),
+)]
 pub async fn seasonality(
     State(state): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    Params(q): Params,
 ) -> Result<Json<serde_json::Value>> {
     let symbol = param(&q, "symbol")
         .ok_or_else(|| ApiError::BadRequest("symbol is required, e.g. symbol=BTC-USDT".into()))?;
@@ -351,16 +443,17 @@ fn parse_param<T: std::str::FromStr<Err = pricestream_schemas::SchemaError>>(
 fn limit_param(q: &HashMap<String, String>, limits: Limits, default: u32) -> Result<u32> {
     match param(q, "limit") {
         None => Ok(default.min(limits.max_page_rows)),
-        Some(s) => s
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=limits.max_page_rows).contains(l))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "limit must be an integer from 1 to {}",
-                    limits.max_page_rows
-                ))
-            }),
+        Some(s) => match s.parse::<u64>() {
+            Ok(l) if l > u64::from(limits.max_page_rows) => Err(ApiError::PageTooLarge(format!(
+                "limit {l} is above the largest page, {}; page with from and next_from",
+                limits.max_page_rows
+            ))),
+            Ok(l) if l >= 1 => Ok(l as u32),
+            _ => Err(ApiError::BadRequest(format!(
+                "limit must be an integer from 1 to {}",
+                limits.max_page_rows
+            ))),
+        },
     }
 }
 
@@ -375,10 +468,22 @@ fn reject_unknown(q: &HashMap<String, String>, known: &[&str]) -> Result<()> {
 }
 
 /// `GET /v1/signals?symbol=&interval=&kind=&from=&to=&limit=`: signals, ascending.
+#[utoipa::path(get, path = "/v1/signals", tag = "history",
+    params(crate::openapi::SignalsParams),
+    responses(
+        (status = 200, description = "Signals, ascending by time", body = crate::openapi::SignalsDoc),
+        (status = 400, description = "A parameter is missing, unknown or malformed", body = ErrorBody),
+        (status = 401, description = "Credentials missing (when required), unknown, revoked or invalid", body = ErrorBody),
+        (status = 403, description = "The credentials lack the scope, or their tier is not configured", body = ErrorBody),
+        (status = 429, description = "The tier's rate limit is exhausted", body = ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+    ),
+    security((), ("api_key" = []), ("bearer" = [])),
+)]
 pub async fn signals(
     State(state): State<AppState>,
     Extension(limits): Extension<Limits>,
-    Query(q): Query<HashMap<String, String>>,
+    Params(q): Params,
 ) -> Result<Json<serde_json::Value>> {
     reject_unknown(&q, &["symbol", "interval", "kind", "from", "to", "limit"])?;
     let symbol = param(&q, "symbol")
@@ -396,6 +501,14 @@ pub async fn signals(
     if query.from >= query.to {
         return Err(ApiError::BadRequest("from must be earlier than to".into()));
     }
+    if query.from != i64::MIN && query.to != i64::MAX {
+        check_span(
+            query.from,
+            query.to,
+            query.interval.unwrap_or(Interval::M1),
+            limits,
+        )?;
+    }
     let list = state.store.query_signals(&query).await?;
     let views: Vec<_> = list
         .iter()
@@ -405,9 +518,21 @@ pub async fn signals(
 }
 
 /// `GET /v1/quotes/latest?venue=`: the latest quote of every symbol.
+#[utoipa::path(get, path = "/v1/quotes/latest", tag = "history",
+    params(crate::openapi::QuotesParams),
+    responses(
+        (status = 200, description = "The latest quote of every symbol", body = crate::openapi::LatestQuotesDoc),
+        (status = 400, description = "A parameter is missing, unknown or malformed", body = ErrorBody),
+        (status = 401, description = "Credentials missing (when required), unknown, revoked or invalid", body = ErrorBody),
+        (status = 403, description = "The credentials lack the scope, or their tier is not configured", body = ErrorBody),
+        (status = 429, description = "The tier's rate limit is exhausted", body = ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+    ),
+    security((), ("api_key" = []), ("bearer" = [])),
+)]
 pub async fn latest_quotes(
     State(state): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    Params(q): Params,
 ) -> Result<Json<serde_json::Value>> {
     reject_unknown(&q, &["venue"])?;
     let venue = parse_param::<Venue>(&q, "venue")?;
@@ -420,10 +545,22 @@ pub async fn latest_quotes(
 }
 
 /// `GET /v1/runs?connector=&status=&limit=`: ingestion runs, newest first.
+#[utoipa::path(get, path = "/v1/runs", tag = "operations",
+    params(crate::openapi::RunsParams),
+    responses(
+        (status = 200, description = "Ingestion runs, newest first", body = crate::openapi::RunsDoc),
+        (status = 400, description = "A parameter is missing, unknown or malformed", body = ErrorBody),
+        (status = 401, description = "Credentials missing (when required), unknown, revoked or invalid", body = ErrorBody),
+        (status = 403, description = "The credentials lack the scope, or their tier is not configured", body = ErrorBody),
+        (status = 429, description = "The tier's rate limit is exhausted", body = ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+    ),
+    security((), ("api_key" = []), ("bearer" = [])),
+)]
 pub async fn runs(
     State(state): State<AppState>,
     Extension(limits): Extension<Limits>,
-    Query(q): Query<HashMap<String, String>>,
+    Params(q): Params,
 ) -> Result<Json<serde_json::Value>> {
     reject_unknown(&q, &["connector", "status", "limit"])?;
     let status = match param(&q, "status") {
@@ -448,10 +585,25 @@ pub async fn runs(
 }
 
 /// `GET /v1/runs/{id}`: one ingestion run.
+#[utoipa::path(get, path = "/v1/runs/{id}", tag = "operations",
+    params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "The run", body = crate::openapi::RunOneDoc),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 400, description = "A parameter is missing, unknown or malformed", body = ErrorBody),
+        (status = 401, description = "Credentials missing (when required), unknown, revoked or invalid", body = ErrorBody),
+        (status = 403, description = "The credentials lack the scope, or their tier is not configured", body = ErrorBody),
+        (status = 429, description = "The tier's rate limit is exhausted", body = ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+    ),
+    security((), ("api_key" = []), ("bearer" = [])),
+)]
 pub async fn run_by_id(
     State(state): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    id: std::result::Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<serde_json::Value>> {
+    let axum::extract::Path(id) =
+        id.map_err(|e| ApiError::BadRequest(format!("run id: {}", e.body_text())))?;
     let filter = pricestream_store::RunFilter {
         id: Some(id.clone()),
         limit: 1,

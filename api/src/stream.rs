@@ -13,6 +13,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
@@ -131,12 +132,37 @@ fn event_json(ev: &LiveEvent) -> serde_json::Value {
     }
 }
 
-pub async fn stream(State(state): State<AppState>, ws: WebSocketUpgrade) -> Result<Response> {
+/// `GET /v1/stream`: upgrades to a WebSocket (see the module documentation for the protocol).
+#[utoipa::path(get, path = "/v1/stream", tag = "stream",
+    description = "WebSocket upgrade. Send `{\"op\":\"subscribe\",\"channels\":[\"bars\",\"signals\",\"quotes\"],\"symbols\":[\"BTC-USDT\"],\"intervals\":[\"1m\"]}` (or `unsubscribe`); receive `{\"type\":\"bar\"|\"signal\"|\"quote\",\"data\":…}`, and `{\"type\":\"lagged\",\"dropped\":N}` when the client fell behind its buffer.",
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol"),
+        (status = 404, description = "This process runs no pipeline", body = crate::error::ErrorBody),
+        (status = 503, description = "Too many stream connections", body = crate::error::ErrorBody),
+        (status = 400, description = "A parameter is missing, unknown or malformed", body = crate::error::ErrorBody),
+        (status = 401, description = "Credentials missing (when required), unknown, revoked or invalid", body = crate::error::ErrorBody),
+        (status = 403, description = "The credentials lack the scope, or their tier is not configured", body = crate::error::ErrorBody),
+        (status = 429, description = "The tier's rate limit is exhausted", body = crate::error::ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+    ),
+    security((), ("api_key" = []), ("bearer" = [])),
+)]
+pub async fn stream(
+    State(state): State<AppState>,
+    ws: std::result::Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response> {
     let Some(live) = state.live.clone() else {
         return Err(ApiError::NotFound(
             "this process runs no pipeline, so there is no live stream".into(),
         ));
     };
+    // a plain GET (no upgrade headers) gets the one error shape, not axum's text
+    let ws = ws.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "this route is a WebSocket endpoint: {}",
+            e.body_text()
+        ))
+    })?;
     let permit = Arc::clone(&live.slots).try_acquire_owned().map_err(|_| {
         ApiError::Unavailable("too many stream connections; try again later".into())
     })?;

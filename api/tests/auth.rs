@@ -129,6 +129,7 @@ async fn rate_limits_per_key_with_retry_after() {
     let (app, store, _dir) = app(AuthConfig {
         required: false,
         tiers,
+        ..AuthConfig::default()
     })
     .await;
     // anonymous: burst of 2, then 429 with Retry-After

@@ -40,6 +40,12 @@ apt_install() {
 
 # The pricestream binary of this tree (built by `cargo test` before the checks run).
 pricestream_bin() {
+  # a binary given from outside (e.g. one built elsewhere) is used as it is
+  if [ -n "${PRICESTREAM_TEST_BIN:-}" ]; then
+    [ -x "$PRICESTREAM_TEST_BIN" ] || fail "PRICESTREAM_TEST_BIN=$PRICESTREAM_TEST_BIN is not executable"
+    printf '%s\n' "$PRICESTREAM_TEST_BIN"
+    return
+  fi
   local bin="$CARGO_TARGET_DIR/debug/pricestream"
   if [ ! -x "$bin" ] || [ -n "$(find "$ROOT/src" "$ROOT"/*/src -newer "$bin" -name '*.rs' -print -quit 2>/dev/null)" ]; then
     (cd "$ROOT" && cargo build --locked --quiet --bin pricestream) || fail "cannot build pricestream"
