@@ -23,7 +23,9 @@ use rdkafka::ClientConfig;
 /// The binary under test (`PRICESTREAM_TEST_BIN` overrides the one cargo built).
 fn bin() -> String {
     std::env::var("PRICESTREAM_TEST_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_pricestream").to_string())
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_pricestream").to_string())
 }
 const SYMBOLS: [&str; 3] = ["BTC-USDT", "ETH-USDT", "SOL-USDT"];
 /// 2024-03-01T00:00:00Z
