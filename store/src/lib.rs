@@ -8,14 +8,18 @@ use pricestream_schemas::{
     Bar, IngestionRun, Interval, Quote, RunStatus, Signal, SignalKind, Symbol, TimestampNs, Venue,
 };
 
+pub mod alerts;
 mod codes;
 pub mod error;
 pub mod lake;
 pub mod options;
 pub mod postgres;
+mod postgres_alerts;
 pub mod seasonality;
 pub mod sqlite;
+mod sqlite_alerts;
 
+pub use alerts::AlertStore;
 pub use error::{Result, StoreError};
 pub use lake::Lake;
 pub use options::{StoreOptions, TimescaleConfig, TimescaleMode};
@@ -94,7 +98,7 @@ pub struct ApiKeyRecord {
 
 /// The relational store. Two real implementations (SQLite, PostgreSQL) share this trait.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: AlertStore + Send + Sync {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;
     /// Fails unless the schema is exactly at this build's version.
