@@ -357,6 +357,8 @@ pub trait AlertStore: Send + Sync {
     async fn alert_rules_version(&self) -> Result<RulesVersion>;
     /// Ticks whenever this process changes the rules (for an immediate reload).
     fn watch_alert_rules(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// Ticks whenever this process queues deliveries (for an immediate dispatch).
+    fn watch_deliveries(&self) -> tokio::sync::watch::Receiver<u64>;
     /// Stores triggers and queues one delivery each, in one transaction; a trigger already
     /// stored (same rule and time) is skipped, and a one-shot rule is deactivated. Returns
     /// the events that were new.

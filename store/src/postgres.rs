@@ -58,6 +58,8 @@ pub struct PgStore {
     timescale: TimescaleConfig,
     /// Ticks when this process changes the alert rules.
     pub(crate) rules_changed: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    /// Ticks when this process queues webhook deliveries.
+    pub(crate) deliveries_queued: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl PgStore {
@@ -80,6 +82,7 @@ impl PgStore {
             pool,
             timescale: opts.timescale.clone(),
             rules_changed: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
+            deliveries_queued: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 

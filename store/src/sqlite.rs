@@ -25,6 +25,8 @@ pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
     /// Ticks when this process changes the alert rules.
     pub(crate) rules_changed: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    /// Ticks when this process queues webhook deliveries.
+    pub(crate) deliveries_queued: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl SqliteStore {
@@ -41,6 +43,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             rules_changed: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
+            deliveries_queued: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 

@@ -185,6 +185,10 @@ impl AlertStore for SqliteStore {
         self.rules_changed.subscribe()
     }
 
+    fn watch_deliveries(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.deliveries_queued.subscribe()
+    }
+
     async fn record_alert_triggers(
         &self,
         events: &[AlertEvent],
@@ -260,6 +264,9 @@ impl AlertStore for SqliteStore {
         tx.commit().await?;
         if deactivated {
             self.rules_changed.send_modify(|v| *v += 1);
+        }
+        if !fresh.is_empty() {
+            self.deliveries_queued.send_modify(|v| *v += 1);
         }
         Ok(fresh)
     }
@@ -416,6 +423,7 @@ impl AlertStore for SqliteStore {
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 1 {
+            self.deliveries_queued.send_modify(|v| *v += 1);
             return Ok(RequeueOutcome::Requeued);
         }
         let state: Option<String> =
