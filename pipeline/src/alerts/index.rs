@@ -656,3 +656,263 @@ fn event(rule: &RuleInfo, condition: &str, fire: &Fire<'_>, value: Option<f64>) 
         ts_ingest: fire.ts_ingest,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pricestream_schemas::QuoteKind;
+
+    const SEC: i64 = NANOS_PER_SEC;
+    const T0: i64 = 1_767_225_600 * SEC;
+
+    fn sym(s: &str) -> Symbol {
+        Symbol::new(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn rule(id: &str, condition: RuleCondition, recurring: bool, cooldown: u64, h: f64) -> AlertRule {
+        AlertRule {
+            id: id.into(),
+            owner: "k1".into(),
+            venue: None,
+            symbol: sym("BTC-USDT"),
+            condition,
+            recurring,
+            cooldown_secs: cooldown,
+            hysteresis: h,
+            url: "https://example.com/hook".into(),
+            secret: "s".into(),
+            active: true,
+            created_at: 0,
+            updated_at: 0,
+            fired_at: None,
+        }
+    }
+
+    fn quote(t: i64, price: f64) -> Quote {
+        Quote {
+            venue: Venue::Binance,
+            symbol: sym("BTC-USDT"),
+            kind: QuoteKind::Trade,
+            price,
+            size: 1.0,
+            side: None,
+            trade_id: None,
+            bid: None,
+            ask: None,
+            ts_event: t,
+            ts_ingest: t,
+        }
+    }
+
+    /// Feeds `(seconds, price)` and returns the fire times (seconds) per rule id.
+    fn run(rules: &[AlertRule], path: &[(i64, f64)]) -> Vec<(String, i64, String)> {
+        let mut e = Evaluator::new(Arc::new(AlertIndex::build(rules)));
+        let mut out = Vec::new();
+        for (s, p) in path {
+            e.on_quote(&quote(T0 + s * SEC, *p), &mut out);
+        }
+        out.into_iter()
+            .map(|a| (a.alert_id, (a.ts_event - T0) / SEC, a.condition))
+            .collect()
+    }
+
+    fn times(fired: &[(String, i64, String)], id: &str) -> Vec<i64> {
+        fired.iter().filter(|f| f.0 == id).map(|f| f.1).collect()
+    }
+
+    /// A price hovering around 100 with ±0.4 swings, then a real dip and a new rise.
+    fn hovering() -> Vec<(i64, f64)> {
+        let mut path = vec![(0, 99.0)];
+        for i in 1..=40 {
+            path.push((i, if i % 2 == 1 { 100.4 } else { 99.6 }));
+        }
+        path.push((41, 98.5)); // back below the re-arm level 99
+        path.push((42, 100.5)); // fires again
+        for i in 43..=60 {
+            path.push((i, if i % 2 == 1 { 99.7 } else { 100.3 }));
+        }
+        path
+    }
+
+    #[test]
+    fn hysteresis_stops_a_storm_around_the_level() {
+        let rules = [
+            rule("h1", RuleCondition::Above { level: 100.0 }, true, 0, 1.0),
+            rule("h0", RuleCondition::Above { level: 100.0 }, true, 0, 0.0),
+        ];
+        let fired = run(&rules, &hovering());
+        // with a margin of 1: once on the first rise, once after the real dip
+        assert_eq!(times(&fired, "h1"), vec![1, 42]);
+        // without a margin every crossing fires: 20 in the first part, 1 + 9 after
+        assert_eq!(times(&fired, "h0").len(), 20 + 1 + 9);
+    }
+
+    #[test]
+    fn cooldown_defers_and_fires_when_it_ends_if_still_true() {
+        // crosses above 100 every other second; 10 s cooldown, no margin
+        let path: Vec<(i64, f64)> = (0..=40)
+            .map(|i| (i, if i % 2 == 1 { 101.0 } else { 99.0 }))
+            .collect();
+        let fired = run(
+            &[rule("c", RuleCondition::Above { level: 100.0 }, true, 10, 0.0)],
+            &path,
+        );
+        // fires at 1; the crossing at 3 waits for 11 (price is above then: fires at 11);
+        // then at 21 and 31
+        assert_eq!(times(&fired, "c"), vec![1, 11, 21, 31]);
+        // a deferred component whose condition no longer holds when the cooldown ends
+        // waits for the next crossing: cooldown 9 ends at even seconds (price below)
+        let fired = run(
+            &[rule("c9", RuleCondition::Above { level: 100.0 }, true, 9, 0.0)],
+            &path,
+        );
+        assert_eq!(times(&fired, "c9"), vec![1, 11, 21, 31]);
+    }
+
+    #[test]
+    fn one_shot_fires_once_and_below_mirrors_above() {
+        let rules = [
+            rule("once", RuleCondition::Above { level: 100.0 }, false, 0, 0.0),
+            rule("below", RuleCondition::Below { level: 99.8 }, true, 0, 0.5),
+        ];
+        let fired = run(&rules, &hovering());
+        assert_eq!(times(&fired, "once"), vec![1]);
+        // below 99.8: first observation at 99 fires; re-arm needs >= 100.3 (at 1: 100.4);
+        // fires at 2 (99.6); re-arms at 3; fires at 4 ... every other second up to 40,
+        // then 41 (98.5) after the re-arm at 39, then after 42 (100.5) at 43 (99.7) ...
+        let below = times(&fired, "below");
+        assert_eq!(below[..3], [0, 2, 4]);
+        assert!(below.iter().all(|t| hovering().iter().any(|(s, p)| s == t && *p < 99.8)));
+    }
+
+    #[test]
+    fn crossing_fires_on_transitions_only_both_ways() {
+        let fired = run(
+            &[rule("x", RuleCondition::Crosses { level: 100.0 }, true, 0, 1.0)],
+            &hovering(),
+        );
+        // the first observation (99) does not fire; up at 1, down at 2; the ±0.4 swings
+        // stay inside the margin; 41 (98.5) re-arms the up side, 42 crosses up; the down
+        // side would need ≥ 101 to re-arm, so the later swings stay silent
+        let x: Vec<(i64, String)> = fired.iter().map(|f| (f.1, f.2.clone())).collect();
+        assert_eq!(
+            x,
+            vec![
+                (1, "price crossed 100 upward".to_string()),
+                (2, "price crossed 100 downward".to_string()),
+                (42, "price crossed 100 upward".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn percent_moves_use_the_window_extremes() {
+        let rules = [
+            rule(
+                "up5",
+                RuleCondition::PercentMove {
+                    percent: 5.0,
+                    window_secs: 60,
+                    direction: MoveDirection::Up,
+                },
+                false,
+                0,
+                0.0,
+            ),
+            rule(
+                "down5",
+                RuleCondition::PercentMove {
+                    percent: 5.0,
+                    window_secs: 60,
+                    direction: MoveDirection::Down,
+                },
+                false,
+                0,
+                0.0,
+            ),
+        ];
+        // +4.5% over 50 s: nothing; the low leaves the window, then +5.2% within 60 s
+        let path = [
+            (0, 100.0),
+            (50, 104.5),
+            (100, 100.0),
+            (130, 105.2),
+            (140, 99.0),
+        ];
+        let fired = run(&rules, &path);
+        assert_eq!(times(&fired, "up5"), vec![130]);
+        // from the high 105.2 at 130 to 99.0 is −5.9%
+        assert_eq!(times(&fired, "down5"), vec![140]);
+    }
+
+    #[test]
+    fn signal_rules_fire_per_signal_with_cooldown() {
+        let mut r = rule(
+            "sig",
+            RuleCondition::Signal {
+                interval: Interval::H1,
+                signal: SignalKind::GoldenCross,
+            },
+            true,
+            3_600,
+            0.0,
+        );
+        r.venue = Some(Venue::Binance);
+        let mut e = Evaluator::new(Arc::new(AlertIndex::build(&[r])));
+        let mut out = Vec::new();
+        e.on_quote(&quote(T0, 64_000.0), &mut out);
+        let signal = |t: i64, kind: SignalKind, interval: Interval| Signal {
+            venue: Venue::Binance,
+            symbol: sym("BTC-USDT"),
+            interval,
+            kind,
+            bucket_start: t,
+            value: 12.0,
+            ts_event: t,
+            ts_ingest: t,
+        };
+        e.on_signal(&signal(T0, SignalKind::GoldenCross, Interval::H1), &mut out);
+        e.on_signal(&signal(T0 + 60 * SEC, SignalKind::GoldenCross, Interval::H1), &mut out);
+        e.on_signal(&signal(T0 + 60 * SEC, SignalKind::DeathCross, Interval::H1), &mut out);
+        e.on_signal(&signal(T0 + 60 * SEC, SignalKind::GoldenCross, Interval::M1), &mut out);
+        e.on_signal(&signal(T0 + 3_600 * SEC, SignalKind::GoldenCross, Interval::H1), &mut out);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[0].price, 64_000.0);
+        assert_eq!(out[0].value, Some(12.0));
+        assert_eq!(out[0].condition, "signal golden_cross on 1h");
+    }
+
+    #[test]
+    fn a_new_index_keeps_state_and_checks_new_rules_once() {
+        let a = rule("a", RuleCondition::Above { level: 100.0 }, false, 0, 0.0);
+        let mut e = Evaluator::new(Arc::new(AlertIndex::build(std::slice::from_ref(&a))));
+        let mut out = Vec::new();
+        e.on_quote(&quote(T0, 101.0), &mut out);
+        assert_eq!(out.len(), 1);
+        // the same rule plus a new one whose condition already holds
+        let b = rule("b", RuleCondition::Above { level: 90.0 }, false, 0, 0.0);
+        let c = rule("c", RuleCondition::Crosses { level: 95.0 }, false, 0, 0.0);
+        e.replace_index(Arc::new(AlertIndex::build(&[a, b, c])));
+        e.on_quote(&quote(T0 + SEC, 101.5), &mut out);
+        e.on_quote(&quote(T0 + 2 * SEC, 102.0), &mut out);
+        let ids: Vec<&str> = out.iter().map(|a| a.alert_id.as_str()).collect();
+        // "a" is one-shot and already fired; "b" fires once; "c" waits for a crossing
+        assert_eq!(ids, vec!["a", "b"]);
+        e.on_quote(&quote(T0 + 3 * SEC, 94.0), &mut out);
+        assert_eq!(out.last().map(|a| a.alert_id.as_str()), Some("c"));
+    }
+
+    #[test]
+    fn venue_rules_see_only_their_venue() {
+        let mut r = rule("v", RuleCondition::Above { level: 100.0 }, false, 0, 0.0);
+        r.venue = Some(Venue::Kraken);
+        let mut e = Evaluator::new(Arc::new(AlertIndex::build(&[r])));
+        let mut out = Vec::new();
+        e.on_quote(&quote(T0, 101.0), &mut out);
+        assert!(out.is_empty());
+        let mut q = quote(T0, 101.0);
+        q.venue = Venue::Kraken;
+        e.on_quote(&q, &mut out);
+        assert_eq!(out.len(), 1);
+    }
+}
