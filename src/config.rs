@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use pricestream_api::ApiConfig;
 use pricestream_connectors::synthetic::SyntheticConfig;
+use pricestream_pipeline::alerts::AlertsConfig;
 use pricestream_pipeline::PipelineConfig;
 use pricestream_store::{StoreOptions, TimescaleConfig};
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,7 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub analytics: AnalyticsConfig,
     pub connectors: ConnectorsConfig,
+    pub alerts: AlertsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +63,7 @@ impl Default for Config {
             pipeline: PipelineConfig::default(),
             analytics: AnalyticsConfig::default(),
             connectors: ConnectorsConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -208,6 +211,7 @@ impl Config {
         if self.store.acquire_timeout_ms == 0 {
             bail!("store.acquire_timeout_ms must be positive");
         }
+        self.alerts.validate().map_err(anyhow::Error::msg)?;
         let url = self.store_url();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres:")
@@ -288,6 +292,7 @@ mod tests {
         assert_eq!(cfg.pipeline, PipelineConfig::default());
         assert_eq!(cfg.api, ApiConfig::default());
         assert_eq!(cfg.store, StoreConfig::default());
+        assert_eq!(cfg.alerts, AlertsConfig::default());
     }
 
     #[test]
