@@ -752,3 +752,21 @@ async fn api_keys_are_found_by_hash_and_revoked_once() {
     assert_eq!(listed[0].revoked_at, Some(DAY0 + 1));
     p.drop().await;
 }
+
+#[tokio::test]
+async fn alert_rules_contract() {
+    let Some(p) = migrated("alert_rules").await else {
+        return;
+    };
+    common::alerts::rules_contract(&p.store).await;
+    p.drop().await;
+}
+
+#[tokio::test]
+async fn alert_deliveries_contract() {
+    let Some(p) = migrated("alert_deliveries").await else {
+        return;
+    };
+    common::alerts::deliveries_contract(&p.store).await;
+    p.drop().await;
+}
