@@ -81,7 +81,7 @@ pub async fn rules_contract(s: &dyn Store) {
         ),
     ];
     let v0 = s.alert_rules_version().await.unwrap();
-    let mut changes = s.watch_alert_rules();
+    let changes = s.watch_alert_rules();
     for r in &all_kinds {
         assert!(s.create_alert_rule(r).await.unwrap(), "{}", r.id);
     }
