@@ -171,8 +171,8 @@ pub async fn create(
     Extension(cfg): Extension<AlertsApi>,
     body: Bytes,
 ) -> Result<Response> {
-    let req: CreateAlert = serde_json::from_slice(&body)
-        .map_err(|e| bad(format!("invalid alert rule: {e}")))?;
+    let req: CreateAlert =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("invalid alert rule: {e}")))?;
     let symbol = Symbol::new(&req.symbol).map_err(|e| bad(format!("symbol: {e}")))?;
     let venue = req
         .venue
@@ -193,7 +193,7 @@ pub async fn create(
             "cooldown_secs must be at most {MAX_COOLDOWN_SECS}"
         )));
     }
-    if !req.recurring && (req.cooldown_secs > 0) {
+    if !req.recurring && req.cooldown_secs > 0 {
         return Err(bad("cooldown_secs applies to recurring rules only"));
     }
     if req.url.len() > MAX_URL_LEN {

@@ -112,12 +112,20 @@ fn code(v: &Value) -> &str {
 async fn create_list_get_delete_and_duplicates() {
     let a = app().await;
     let k = a.key("read alerts:write").await;
-    let (status, created) = a.call(Method::POST, "/v1/alerts", Some(&k), Some(above(65_000.0))).await;
+    let (status, created) = a
+        .call(Method::POST, "/v1/alerts", Some(&k), Some(above(65_000.0)))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
     let secret = created["secret"].as_str().unwrap();
-    assert!(secret.starts_with("whsec_") && secret.len() == 6 + 64, "{secret}");
-    assert_eq!(created["condition"], json!({ "kind": "above", "level": 65000.0 }));
+    assert!(
+        secret.starts_with("whsec_") && secret.len() == 6 + 64,
+        "{secret}"
+    );
+    assert_eq!(
+        created["condition"],
+        json!({ "kind": "above", "level": 65000.0 })
+    );
     assert_eq!(created["description"], "price above 65000");
     assert_eq!(created["active"], true);
 
@@ -127,27 +135,41 @@ async fn create_list_get_delete_and_duplicates() {
     assert_eq!(list["alerts"].as_array().unwrap().len(), 1);
     assert_eq!(list["alerts"][0]["id"], id.as_str());
     assert!(list["alerts"][0].get("secret").is_none());
-    let (status, one) = a.call(Method::GET, &format!("/v1/alerts/{id}"), Some(&k), None).await;
+    let (status, one) = a
+        .call(Method::GET, &format!("/v1/alerts/{id}"), Some(&k), None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert!(one.get("secret").is_none());
     assert_eq!(one["symbol"], "BTC-USDT");
 
     // identical active rule: 409; a different level is another rule
-    let (status, body) = a.call(Method::POST, "/v1/alerts", Some(&k), Some(above(65_000.0))).await;
+    let (status, body) = a
+        .call(Method::POST, "/v1/alerts", Some(&k), Some(above(65_000.0)))
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(code(&body), "conflict");
-    let (status, _) = a.call(Method::POST, "/v1/alerts", Some(&k), Some(above(65_001.0))).await;
+    let (status, _) = a
+        .call(Method::POST, "/v1/alerts", Some(&k), Some(above(65_001.0)))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
 
     // delete: 204, then 404, and the identical rule may be created again
-    let (status, _) = a.call(Method::DELETE, &format!("/v1/alerts/{id}"), Some(&k), None).await;
+    let (status, _) = a
+        .call(Method::DELETE, &format!("/v1/alerts/{id}"), Some(&k), None)
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, body) = a.call(Method::GET, &format!("/v1/alerts/{id}"), Some(&k), None).await;
+    let (status, body) = a
+        .call(Method::GET, &format!("/v1/alerts/{id}"), Some(&k), None)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(code(&body), "not_found");
-    let (status, _) = a.call(Method::DELETE, &format!("/v1/alerts/{id}"), Some(&k), None).await;
+    let (status, _) = a
+        .call(Method::DELETE, &format!("/v1/alerts/{id}"), Some(&k), None)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = a.call(Method::POST, "/v1/alerts", Some(&k), Some(above(65_000.0))).await;
+    let (status, _) = a
+        .call(Method::POST, "/v1/alerts", Some(&k), Some(above(65_000.0)))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
 
     // every kind of rule is accepted
@@ -165,18 +187,32 @@ async fn create_list_get_delete_and_duplicates() {
             "cooldown_secs": 600,
             "hysteresis": 50.0,
         });
-        let (status, v) = a.call(Method::POST, "/v1/alerts", Some(&k), Some(body)).await;
+        let (status, v) = a
+            .call(Method::POST, "/v1/alerts", Some(&k), Some(body))
+            .await;
         if status != StatusCode::CREATED {
             // the fifth active rule reaches the per-key limit of this test's configuration
             assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
-            assert!(v["error"]["message"].as_str().unwrap().contains("active rules"), "{v}");
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("active rules"),
+                "{v}"
+            );
         }
     }
-    let (_, list) = a.call(Method::GET, "/v1/alerts?limit=100", Some(&k), None).await;
+    let (_, list) = a
+        .call(Method::GET, "/v1/alerts?limit=100", Some(&k), None)
+        .await;
     assert_eq!(list["alerts"].as_array().unwrap().len(), 5);
-    let (status, _) = a.call(Method::GET, "/v1/alerts?limit=0", Some(&k), None).await;
+    let (status, _) = a
+        .call(Method::GET, "/v1/alerts?limit=0", Some(&k), None)
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = a.call(Method::GET, "/v1/alerts?page=2", Some(&k), None).await;
+    let (status, _) = a
+        .call(Method::GET, "/v1/alerts?page=2", Some(&k), None)
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
@@ -186,16 +222,29 @@ async fn scopes_and_isolation_between_keys() {
     let owner = a.key("read alerts:write").await;
     let other = a.key("read alerts:write").await;
     let reader = a.key("read").await;
-    let (_, created) = a.call(Method::POST, "/v1/alerts", Some(&owner), Some(above(1.0))).await;
+    let (_, created) = a
+        .call(Method::POST, "/v1/alerts", Some(&owner), Some(above(1.0)))
+        .await;
     let id = created["id"].as_str().unwrap();
 
     // without alerts:write: 403 to create and to delete; anonymous callers cannot either
-    let (status, body) = a.call(Method::POST, "/v1/alerts", Some(&reader), Some(above(2.0))).await;
+    let (status, body) = a
+        .call(Method::POST, "/v1/alerts", Some(&reader), Some(above(2.0)))
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(code(&body), "forbidden");
-    let (status, _) = a.call(Method::DELETE, &format!("/v1/alerts/{id}"), Some(&reader), None).await;
+    let (status, _) = a
+        .call(
+            Method::DELETE,
+            &format!("/v1/alerts/{id}"),
+            Some(&reader),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = a.call(Method::POST, "/v1/alerts", None, Some(above(2.0))).await;
+    let (status, _) = a
+        .call(Method::POST, "/v1/alerts", None, Some(above(2.0)))
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // another key never sees the rule: 404 everywhere, an empty list
@@ -213,10 +262,14 @@ async fn scopes_and_isolation_between_keys() {
     let (_, list) = a.call(Method::GET, "/v1/alerts", Some(&reader), None).await;
     assert_eq!(list["alerts"], json!([]));
     // the same rule for another key is not a duplicate
-    let (status, _) = a.call(Method::POST, "/v1/alerts", Some(&other), Some(above(1.0))).await;
+    let (status, _) = a
+        .call(Method::POST, "/v1/alerts", Some(&other), Some(above(1.0)))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     // and the owner still has it
-    let (status, _) = a.call(Method::GET, &format!("/v1/alerts/{id}"), Some(&owner), None).await;
+    let (status, _) = a
+        .call(Method::GET, &format!("/v1/alerts/{id}"), Some(&owner), None)
+        .await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -225,27 +278,80 @@ async fn bad_input_and_forbidden_urls_are_clear_400s() {
     let a = app().await;
     let k = a.key("alerts:write read").await;
     let cases = [
-        (json!({ "symbol": "btc", "condition": { "kind": "above", "level": 1 }, "url": "http://127.0.0.1/h" }), "symbol"),
-        (json!({ "symbol": "BTC-USDT", "venue": "nowhere", "condition": { "kind": "above", "level": 1 }, "url": "http://127.0.0.1/h" }), "venue"),
-        (json!({ "symbol": "BTC-USDT", "condition": { "kind": "above", "level": -1 }, "url": "http://127.0.0.1/h" }), "level"),
-        (json!({ "symbol": "BTC-USDT", "condition": { "kind": "sideways", "level": 1 }, "url": "http://127.0.0.1/h" }), "sideways"),
-        (json!({ "symbol": "BTC-USDT", "condition": { "kind": "above" }, "url": "http://127.0.0.1/h" }), "level"),
-        (json!({ "symbol": "BTC-USDT", "condition": { "kind": "percent_move", "percent": 5, "window_secs": 0, "direction": "up" }, "url": "http://127.0.0.1/h" }), "window_secs"),
-        (json!({ "symbol": "BTC-USDT", "condition": { "kind": "signal", "interval": "1h", "signal": "moon" }, "url": "http://127.0.0.1/h" }), "moon"),
-        (json!({ "symbol": "BTC-USDT", "condition": { "kind": "above", "level": 1 }, "url": "http://127.0.0.1/h", "cooldown_secs": 5 }), "recurring"),
-        (json!({ "symbol": "BTC-USDT", "condition": { "kind": "above", "level": 1 }, "url": "http://127.0.0.1/h", "hysteresis": -1 }), "hysteresis"),
-        (json!({ "symbol": "BTC-USDT", "condition": { "kind": "above", "level": 1 }, "url": "http://127.0.0.1/h", "colour": "red" }), "colour"),
-        (json!({ "symbol": "BTC-USDT", "condition": { "kind": "above", "level": 1 } }), "url"),
+        (
+            json!({ "symbol": "btc", "condition": { "kind": "above", "level": 1 }, "url": "http://127.0.0.1/h" }),
+            "symbol",
+        ),
+        (
+            json!({ "symbol": "BTC-USDT", "venue": "nowhere", "condition": { "kind": "above", "level": 1 }, "url": "http://127.0.0.1/h" }),
+            "venue",
+        ),
+        (
+            json!({ "symbol": "BTC-USDT", "condition": { "kind": "above", "level": -1 }, "url": "http://127.0.0.1/h" }),
+            "level",
+        ),
+        (
+            json!({ "symbol": "BTC-USDT", "condition": { "kind": "sideways", "level": 1 }, "url": "http://127.0.0.1/h" }),
+            "sideways",
+        ),
+        (
+            json!({ "symbol": "BTC-USDT", "condition": { "kind": "above" }, "url": "http://127.0.0.1/h" }),
+            "level",
+        ),
+        (
+            json!({ "symbol": "BTC-USDT", "condition": { "kind": "percent_move", "percent": 5, "window_secs": 0, "direction": "up" }, "url": "http://127.0.0.1/h" }),
+            "window_secs",
+        ),
+        (
+            json!({ "symbol": "BTC-USDT", "condition": { "kind": "signal", "interval": "1h", "signal": "moon" }, "url": "http://127.0.0.1/h" }),
+            "moon",
+        ),
+        (
+            json!({ "symbol": "BTC-USDT", "condition": { "kind": "above", "level": 1 }, "url": "http://127.0.0.1/h", "cooldown_secs": 5 }),
+            "recurring",
+        ),
+        (
+            json!({ "symbol": "BTC-USDT", "condition": { "kind": "above", "level": 1 }, "url": "http://127.0.0.1/h", "hysteresis": -1 }),
+            "hysteresis",
+        ),
+        (
+            json!({ "symbol": "BTC-USDT", "condition": { "kind": "above", "level": 1 }, "url": "http://127.0.0.1/h", "colour": "red" }),
+            "colour",
+        ),
+        (
+            json!({ "symbol": "BTC-USDT", "condition": { "kind": "above", "level": 1 } }),
+            "url",
+        ),
         // the SSRF guard: private, metadata, loopback names and other schemes
-        (json!({ "symbol": "BTC-USDT", "condition": { "kind": "above", "level": 1 }, "url": "http://10.0.0.1/h" }), "private"),
-        (json!({ "symbol": "BTC-USDT", "condition": { "kind": "above", "level": 1 }, "url": "http://169.254.169.254/latest/meta-data" }), "metadata"),
-        (json!({ "symbol": "BTC-USDT", "condition": { "kind": "above", "level": 1 }, "url": "http://[::1]:8080/h" }), "loopback"),
-        (json!({ "symbol": "BTC-USDT", "condition": { "kind": "above", "level": 1 }, "url": "http://localhost:8080/h" }), "not allowed"),
-        (json!({ "symbol": "BTC-USDT", "condition": { "kind": "above", "level": 1 }, "url": "file:///etc/passwd" }), "http or https"),
-        (json!({ "symbol": "BTC-USDT", "condition": { "kind": "above", "level": 1 }, "url": "http://user:pw@127.0.0.1/h" }), "credentials"),
+        (
+            json!({ "symbol": "BTC-USDT", "condition": { "kind": "above", "level": 1 }, "url": "http://10.0.0.1/h" }),
+            "private",
+        ),
+        (
+            json!({ "symbol": "BTC-USDT", "condition": { "kind": "above", "level": 1 }, "url": "http://169.254.169.254/latest/meta-data" }),
+            "metadata",
+        ),
+        (
+            json!({ "symbol": "BTC-USDT", "condition": { "kind": "above", "level": 1 }, "url": "http://[::1]:8080/h" }),
+            "loopback",
+        ),
+        (
+            json!({ "symbol": "BTC-USDT", "condition": { "kind": "above", "level": 1 }, "url": "http://localhost:8080/h" }),
+            "not allowed",
+        ),
+        (
+            json!({ "symbol": "BTC-USDT", "condition": { "kind": "above", "level": 1 }, "url": "file:///etc/passwd" }),
+            "http or https",
+        ),
+        (
+            json!({ "symbol": "BTC-USDT", "condition": { "kind": "above", "level": 1 }, "url": "http://user:pw@127.0.0.1/h" }),
+            "credentials",
+        ),
     ];
     for (body, needle) in cases {
-        let (status, v) = a.call(Method::POST, "/v1/alerts", Some(&k), Some(body.clone())).await;
+        let (status, v) = a
+            .call(Method::POST, "/v1/alerts", Some(&k), Some(body.clone()))
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {v}");
         assert_eq!(code(&v), "bad_request");
         let msg = v["error"]["message"].as_str().unwrap();
@@ -273,7 +379,9 @@ async fn deliveries_show_every_attempt_and_dead_letters_can_be_retried() {
     let a = app().await;
     let k = a.key("read alerts:write").await;
     let reader = a.key("read").await;
-    let (_, created) = a.call(Method::POST, "/v1/alerts", Some(&k), Some(above(100.0))).await;
+    let (_, created) = a
+        .call(Method::POST, "/v1/alerts", Some(&k), Some(above(100.0)))
+        .await;
     let id = created["id"].as_str().unwrap().to_string();
     let now = SystemClock.now_ns();
     let event = AlertEvent {
@@ -290,7 +398,12 @@ async fn deliveries_show_every_attempt_and_dead_letters_can_be_retried() {
     a.store.record_alert_triggers(&[event], now).await.unwrap();
     // two failed attempts, the second one final (as the dispatcher records them)
     for (n, next) in [(1, AttemptNext::Retry { at: now }), (2, AttemptNext::Dead)] {
-        let c = a.store.claim_deliveries(now + 1, 1, 1_000_000_000, "t").await.unwrap().remove(0);
+        let c = a
+            .store
+            .claim_deliveries(now + 1, 1, 1_000_000_000, "t")
+            .await
+            .unwrap()
+            .remove(0);
         let attempt = DeliveryAttempt {
             delivery_id: c.delivery.id.clone(),
             attempt: n,
@@ -300,7 +413,11 @@ async fn deliveries_show_every_attempt_and_dead_letters_can_be_retried() {
             outcome: "http_error".into(),
             error: Some("receiver answered HTTP 503".into()),
         };
-        assert!(a.store.finish_delivery_attempt(&c, &attempt, next, now + 2).await.unwrap());
+        assert!(a
+            .store
+            .finish_delivery_attempt(&c, &attempt, next, now + 2)
+            .await
+            .unwrap());
     }
     let path = format!("/v1/alerts/{id}/deliveries");
     let (status, v) = a.call(Method::GET, &path, Some(&k), None).await;
@@ -332,7 +449,12 @@ async fn deliveries_show_every_attempt_and_dead_letters_can_be_retried() {
     let (status, v) = a.call(Method::POST, &retry, Some(&k), None).await;
     assert_eq!(status, StatusCode::CONFLICT, "{v}");
     let (status, _) = a
-        .call(Method::POST, &format!("/v1/alerts/{id}/deliveries/nope/retry"), Some(&k), None)
+        .call(
+            Method::POST,
+            &format!("/v1/alerts/{id}/deliveries/nope/retry"),
+            Some(&k),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, v) = a.call(Method::GET, &path, Some(&k), None).await;

@@ -38,7 +38,12 @@ struct Received {
 type Inbox = Arc<Mutex<Vec<Received>>>;
 
 async fn hook(State(inbox): State<Inbox>, h: HeaderMap, body: Bytes) -> StatusCode {
-    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let get = |n: &str| {
+        h.get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
     inbox.lock().unwrap().push(Received {
         at: SystemClock.now_ns(),
         timestamp: get(headers::TIMESTAMP),
@@ -207,7 +212,10 @@ fn pipeline(
     };
     let factory: SourceFactory = {
         let bus = Arc::clone(&bus);
-        Arc::new(move |i, n| bus.source(i, n).map(|s| Box::new(s) as Box<dyn QuoteSource>))
+        Arc::new(move |i, n| {
+            bus.source(i, n)
+                .map(|s| Box::new(s) as Box<dyn QuoteSource>)
+        })
     };
     let (tx, rx) = mpsc::channel::<SinkBatch>(64);
     let opts = sink::SinkOptions {
@@ -281,7 +289,10 @@ async fn rules_from_the_api_fire_signed_webhooks() {
     // 99 → 100.5 (once fires; cross fires up) → 99.6 (cross fires down) → 100.4 (inside the
     // margin: nothing) → 98.9 (re-arms up) → 100.2 (cross fires up again)
     for p in [99.0, 99.5, 100.5, 99.6, 100.4, 98.9, 100.2] {
-        publisher.publish(vec![quote("BTC-USDT", p), quote("ETH-USDT", 2_000.0)]).await.unwrap();
+        publisher
+            .publish(vec![quote("BTC-USDT", p), quote("ETH-USDT", 2_000.0)])
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     let got = w.received(4, Duration::from_secs(20)).await;
@@ -296,8 +307,14 @@ async fn rules_from_the_api_fire_signed_webhooks() {
     assert_eq!(got_after.len(), 4);
 
     let secrets = [
-        (once["id"].as_str().unwrap(), once["secret"].as_str().unwrap()),
-        (cross["id"].as_str().unwrap(), cross["secret"].as_str().unwrap()),
+        (
+            once["id"].as_str().unwrap(),
+            once["secret"].as_str().unwrap(),
+        ),
+        (
+            cross["id"].as_str().unwrap(),
+            cross["secret"].as_str().unwrap(),
+        ),
     ];
     let mut by_rule: std::collections::BTreeMap<&str, Vec<(f64, String)>> = Default::default();
     let mut keys = std::collections::BTreeSet::new();
@@ -305,10 +322,15 @@ async fn rules_from_the_api_fire_signed_webhooks() {
         let body: Value = serde_json::from_slice(&r.body).unwrap();
         let rule = body["alert"]["alert_id"].as_str().unwrap();
         let (_, secret) = secrets.iter().find(|(id, _)| *id == rule).unwrap();
-        assert!(verify(secret, &r.timestamp, &r.body, &r.signature), "bad signature");
+        assert!(
+            verify(secret, &r.timestamp, &r.body, &r.signature),
+            "bad signature"
+        );
         assert_eq!(body["idempotency_key"], r.key.as_str());
         assert!(keys.insert(r.key.clone()), "delivered twice: {}", r.key);
-        let entry = by_rule.entry(secrets.iter().find(|(id, _)| *id == rule).unwrap().0).or_default();
+        let entry = by_rule
+            .entry(secrets.iter().find(|(id, _)| *id == rule).unwrap().0)
+            .or_default();
         entry.push((
             body["alert"]["price"].as_f64().unwrap(),
             body["alert"]["condition"].as_str().unwrap().to_string(),

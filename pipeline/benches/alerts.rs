@@ -61,7 +61,11 @@ fn rules(syms: &[Symbol]) -> Vec<AlertRule> {
             out.push(AlertRule {
                 id: format!("{s}-{j}"),
                 owner: format!("k{}", j % 10),
-                venue: if j % 3 == 0 { Some(Venue::Binance) } else { None },
+                venue: if j % 3 == 0 {
+                    Some(Venue::Binance)
+                } else {
+                    None
+                },
                 symbol: s.clone(),
                 condition,
                 recurring: true,

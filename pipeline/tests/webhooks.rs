@@ -18,7 +18,9 @@ use axum::Router;
 use pricestream_pipeline::alerts::dispatcher::{headers, verify};
 use pricestream_pipeline::alerts::{AlertsConfig, Dispatcher};
 use pricestream_schemas::{AlertEvent, Clock, Symbol, SystemClock, Venue};
-use pricestream_store::alerts::{AlertRule, Delivery, DeliveryAttempt, DeliveryState, RuleCondition};
+use pricestream_store::alerts::{
+    AlertRule, Delivery, DeliveryAttempt, DeliveryState, RuleCondition,
+};
 use pricestream_store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -56,11 +58,15 @@ async fn hook(State(r): State<Shared>, headers: HeaderMap, body: Bytes) -> Statu
             .unwrap_or("")
             .to_string()
     };
-    let verified = verify(SECRET, &h(headers::TIMESTAMP), &body, &h(headers::SIGNATURE))
-        && serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| {
-            v["idempotency_key"] == h(headers::IDEMPOTENCY_KEY).as_str()
-                && v["alert"]["alert_id"].is_string()
-        });
+    let verified = verify(
+        SECRET,
+        &h(headers::TIMESTAMP),
+        &body,
+        &h(headers::SIGNATURE),
+    ) && serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| {
+        v["idempotency_key"] == h(headers::IDEMPOTENCY_KEY).as_str()
+            && v["alert"]["alert_id"].is_string()
+    });
     let behave = r.lock().unwrap().plan.pop_front();
     let status = match behave {
         Some(Behave::Status(s)) => s,
@@ -154,11 +160,21 @@ async fn queue_one(store: &Arc<dyn Store>, url: &str) -> String {
         ts_event: now,
         ts_ingest: now,
     };
-    assert_eq!(store.record_alert_triggers(&[event], now).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .record_alert_triggers(&[event], now)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     rule.id
 }
 
-fn start(store: &Arc<dyn Store>, cfg: AlertsConfig) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+fn start(
+    store: &Arc<dyn Store>,
+    cfg: AlertsConfig,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let d = Dispatcher::new(Arc::clone(store), cfg).unwrap();
     let stop = CancellationToken::new();
     let s = stop.clone();
@@ -251,7 +267,10 @@ async fn exhausted_retries_dead_letter_and_the_api_retry_delivers() {
     assert_eq!(seen.lock().unwrap().seen.len(), 5);
     // a delivered one cannot be requeued
     assert!(matches!(
-        store.requeue_delivery(&rule, &d.id, SystemClock.now_ns()).await.unwrap(),
+        store
+            .requeue_delivery(&rule, &d.id, SystemClock.now_ns())
+            .await
+            .unwrap(),
         pricestream_store::alerts::RequeueOutcome::NotDead(DeliveryState::Delivered)
     ));
 }
@@ -269,7 +288,11 @@ async fn slow_receiver_times_out_and_retries() {
     assert_eq!(d.attempts, 3);
     assert_eq!(
         outcomes(&attempts),
-        vec![(1, None, "timeout"), (2, None, "timeout"), (3, Some(200), "delivered")]
+        vec![
+            (1, None, "timeout"),
+            (2, None, "timeout"),
+            (3, Some(200), "delivered")
+        ]
     );
     assert!(attempts[0].latency_us >= 290_000, "{attempts:?}");
     assert!(seen.lock().unwrap().seen.iter().all(|s| s.verified));
@@ -287,8 +310,7 @@ async fn client_errors_are_final_but_408_and_429_retry() {
     stop.cancel();
     task.await.unwrap();
 
-    let (addr, _seen, _srv) =
-        receiver(vec![Behave::Status(429), Behave::Status(408)], None).await;
+    let (addr, _seen, _srv) = receiver(vec![Behave::Status(429), Behave::Status(408)], None).await;
     let rule = queue_one(&store, &format!("http://{addr}/hook")).await;
     let (stop, task) = start(&store, cfg(4));
     let (d, _) = wait_for(&store, &rule, DeliveryState::Delivered).await;

@@ -30,9 +30,13 @@ impl MoveDirection {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [MoveDirection::Up, MoveDirection::Down, MoveDirection::Either]
-            .into_iter()
-            .find(|d| d.as_str() == s)
+        [
+            MoveDirection::Up,
+            MoveDirection::Down,
+            MoveDirection::Either,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
     }
 }
 

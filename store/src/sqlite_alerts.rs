@@ -221,8 +221,8 @@ impl AlertStore for SqliteStore {
             if !inserted {
                 continue;
             }
-            let payload = String::from_utf8_lossy(&pricestream_schemas::codec::encode(e))
-                .into_owned();
+            let payload =
+                String::from_utf8_lossy(&pricestream_schemas::codec::encode(e)).into_owned();
             sqlx::query(
                 "INSERT INTO alert_deliveries (id, rule_id, idempotency_key, trigger_ts, payload,
                     state, attempts, retry_base, next_attempt_at, created_at, updated_at)
@@ -394,7 +394,10 @@ impl AlertStore for SqliteStore {
         let mut by_delivery: HashMap<String, Vec<DeliveryAttempt>> = HashMap::new();
         for r in &attempts {
             let a = attempt_from_row(r)?;
-            by_delivery.entry(a.delivery_id.clone()).or_default().push(a);
+            by_delivery
+                .entry(a.delivery_id.clone())
+                .or_default()
+                .push(a);
         }
         Ok(deliveries
             .into_iter()

@@ -425,10 +425,20 @@ mod tests {
             ..AlertsConfig::default()
         };
         let mut rng = rand::rng();
-        for (failed, base) in [(1, 100.0), (2, 200.0), (3, 400.0), (4, 800.0), (5, 1000.0), (30, 1000.0)] {
+        for (failed, base) in [
+            (1, 100.0),
+            (2, 200.0),
+            (3, 400.0),
+            (4, 800.0),
+            (5, 1000.0),
+            (30, 1000.0),
+        ] {
             for _ in 0..50 {
                 let d = backoff(&cfg, failed, &mut rng).as_millis() as f64;
-                assert!(d >= base * 0.8 - 1.0 && d <= base * 1.2 + 1.0, "{failed}: {d}");
+                assert!(
+                    d >= base * 0.8 - 1.0 && d <= base * 1.2 + 1.0,
+                    "{failed}: {d}"
+                );
             }
         }
     }

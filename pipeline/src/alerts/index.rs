@@ -18,6 +18,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use pricestream_schemas::{AlertEvent, Interval, Quote, Signal, SignalKind, Symbol, TimestampNs};
@@ -26,6 +27,48 @@ use pricestream_store::alerts::{AlertRule, MoveDirection, RuleCondition};
 
 /// Rules of one venue (or of every venue: `None`) and symbol.
 pub type BookKey = (Option<Venue>, Symbol);
+
+/// Signal rules are found by venue, symbol, interval and kind.
+type SignalKey = (Option<Venue>, Symbol, Interval, SignalKind);
+
+/// A cheap hasher for keys made of a venue and a [`Symbol`], whose hash is computed once
+/// (the per-quote lookups must not pay for SipHash).
+#[derive(Debug, Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl KeyHasher {
+    fn mix(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.mix(u64::from(*b));
+        }
+    }
+    fn write_u8(&mut self, x: u8) {
+        self.mix(u64::from(x));
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.mix(u64::from(x));
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.mix(x);
+    }
+    fn write_usize(&mut self, x: usize) {
+        self.mix(x as u64);
+    }
+    fn write_isize(&mut self, x: isize) {
+        self.mix(x as u64);
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
 
 /// A rule as the evaluator needs it.
 #[derive(Debug, Clone)]
@@ -70,7 +113,8 @@ struct Ladder {
 
 impl Ladder {
     fn sort(&mut self) {
-        self.fire.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        self.fire
+            .sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         self.rearm
             .sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     }
@@ -80,24 +124,62 @@ impl Ladder {
     }
 }
 
-/// Components of `list` with `lo <op> level <op> hi`, by binary search.
-fn range(list: &[(f64, u32)], lo: f64, lo_incl: bool, hi: f64, hi_incl: bool) -> &[(f64, u32)] {
-    let start = if lo_incl {
-        list.partition_point(|(l, _)| *l < lo)
+/// The partition point of `list` for `x`: the number of leading levels `< x` (or `<= x`
+/// with `incl`). Starts at `hint` and gallops towards the answer, so it costs O(log d) for
+/// an answer `d` places away: a value that moved a little is found in a probe or two, and
+/// the search touches only the neighbourhood of the last value (few cache misses).
+fn seek(list: &[(f64, u32)], hint: usize, x: f64, incl: bool) -> usize {
+    let before = |l: f64| if incl { l <= x } else { l < x };
+    let n = list.len();
+    let i = hint.min(n);
+    if i < n && before(list[i].0) {
+        // the answer lies right of `i`
+        let mut known = i;
+        let mut step = 1;
+        loop {
+            let probe = known.saturating_add(step);
+            if probe >= n || !before(list[probe].0) {
+                let (lo, hi) = (known + 1, probe.min(n));
+                return lo + list[lo..hi].partition_point(|(l, _)| before(*l));
+            }
+            known = probe;
+            step *= 2;
+        }
     } else {
-        list.partition_point(|(l, _)| *l <= lo)
-    };
-    let end = if hi_incl {
-        list.partition_point(|(l, _)| *l <= hi)
-    } else {
-        list.partition_point(|(l, _)| *l < hi)
-    };
-    if start < end {
-        &list[start..end]
-    } else {
-        &[]
+        // the answer is at or left of `i`
+        let mut known_not = i;
+        let mut step = 1;
+        loop {
+            if known_not == 0 {
+                return 0;
+            }
+            let probe = known_not.saturating_sub(step);
+            if before(list[probe].0) {
+                let lo = probe + 1;
+                return lo + list[lo..known_not].partition_point(|(l, _)| before(*l));
+            }
+            known_not = probe;
+            step *= 2;
+        }
     }
 }
+
+/// The index range of the levels with `lo <op> level <op> hi`, searched from `hint`.
+fn range(
+    list: &[(f64, u32)],
+    hint: u32,
+    lo: f64,
+    lo_incl: bool,
+    hi: f64,
+    hi_incl: bool,
+) -> (usize, usize) {
+    let start = seek(list, hint as usize, lo, !lo_incl);
+    let end = seek(list, start, hi, hi_incl);
+    (start, end.max(start))
+}
+
+/// Search hints of one series: [rising fire, rising re-arm, falling fire, falling re-arm].
+type Hints = [u32; 4];
 
 #[derive(Debug, Default, Clone)]
 struct SeriesLadders {
@@ -127,8 +209,8 @@ pub struct AlertIndex {
     component_ids: HashMap<(Arc<str>, u8), u32>,
     books: Vec<Book>,
     book_keys: Vec<BookKey>,
-    book_ids: HashMap<BookKey, u32>,
-    signals: HashMap<(Option<Venue>, Symbol, Interval, SignalKind), Vec<(u32, Arc<str>)>>,
+    book_ids: FastMap<BookKey, u32>,
+    signals: FastMap<SignalKey, Vec<(u32, Arc<str>)>>,
 }
 
 impl AlertIndex {
@@ -152,10 +234,30 @@ impl AlertIndex {
             let described = rule.condition.describe();
             match &rule.condition {
                 RuleCondition::Above { level } => {
-                    ix.add(slot, 0, book, Series::Price, true, *level, h, false, &described);
+                    ix.add(
+                        slot,
+                        0,
+                        book,
+                        Series::Price,
+                        true,
+                        *level,
+                        h,
+                        false,
+                        &described,
+                    );
                 }
                 RuleCondition::Below { level } => {
-                    ix.add(slot, 0, book, Series::Price, false, *level, h, false, &described);
+                    ix.add(
+                        slot,
+                        0,
+                        book,
+                        Series::Price,
+                        false,
+                        *level,
+                        h,
+                        false,
+                        &described,
+                    );
                 }
                 RuleCondition::Crosses { level } => {
                     let up = format!("price crossed {level} upward");
@@ -174,11 +276,31 @@ impl AlertIndex {
                     let w = ix.window(book, window_ns);
                     if matches!(direction, MoveDirection::Up | MoveDirection::Either) {
                         let c = format!("price rose {percent}% within {window_secs}s");
-                        ix.add(slot, 0, book, Series::MoveUp(w), true, *percent, h, false, &c);
+                        ix.add(
+                            slot,
+                            0,
+                            book,
+                            Series::MoveUp(w),
+                            true,
+                            *percent,
+                            h,
+                            false,
+                            &c,
+                        );
                     }
                     if matches!(direction, MoveDirection::Down | MoveDirection::Either) {
                         let c = format!("price fell {percent}% within {window_secs}s");
-                        ix.add(slot, 1, book, Series::MoveDown(w), true, *percent, h, false, &c);
+                        ix.add(
+                            slot,
+                            1,
+                            book,
+                            Series::MoveDown(w),
+                            true,
+                            *percent,
+                            h,
+                            false,
+                            &c,
+                        );
                     }
                 }
                 RuleCondition::Signal { interval, signal } => {
@@ -288,6 +410,8 @@ struct WindowState {
     maxs: VecDeque<(TimestampNs, f64)>,
     up: Option<f64>,
     down: Option<f64>,
+    up_hints: Hints,
+    down_hints: Hints,
 }
 
 impl WindowState {
@@ -318,6 +442,7 @@ impl WindowState {
 #[derive(Debug, Default, Clone)]
 struct BookState {
     price: Option<f64>,
+    price_hints: Hints,
     /// Newest event time seen (window eviction never goes backwards).
     t: TimestampNs,
     windows: Vec<WindowState>,
@@ -384,7 +509,8 @@ impl Evaluator {
             match old.component_ids.get(&(Arc::clone(id), *ord)) {
                 Some(old_c) => {
                     old_to_new.insert(*old_c, *new_c);
-                    armed[*new_c as usize] = self.armed.get(*old_c as usize).copied().unwrap_or(true);
+                    armed[*new_c as usize] =
+                        self.armed.get(*old_c as usize).copied().unwrap_or(true);
                 }
                 None => fresh.push(*new_c),
             }
@@ -412,7 +538,9 @@ impl Evaluator {
                         .iter()
                         .map(|w| {
                             old_book
-                                .and_then(|ob| ob.windows.iter().position(|o| o.window_ns == w.window_ns))
+                                .and_then(|ob| {
+                                    ob.windows.iter().position(|o| o.window_ns == w.window_ns)
+                                })
                                 .and_then(|i| p.windows.get_mut(i).map(std::mem::take))
                                 .unwrap_or_default()
                         })
@@ -466,13 +594,28 @@ impl Evaluator {
         st.t = st.t.max(q.ts_event);
         let t = st.t;
         let fresh = std::mem::take(&mut st.fresh);
-        self.series(&index, b, &book.price, prev, q.price, &fire, None, out);
+        let mut hints = st.price_hints;
+        self.series(
+            &index,
+            &mut hints,
+            &book.price,
+            prev,
+            q.price,
+            &fire,
+            None,
+            out,
+        );
+        self.books[b as usize].price_hints = hints;
         for (wi, w) in book.windows.iter().enumerate() {
             let ws = &mut self.books[b as usize].windows[wi];
             let (up, down) = ws.push(t, q.price, w.window_ns);
             let (pu, pd) = (ws.up.replace(up), ws.down.replace(down));
-            self.series(&index, b, &w.up, pu, up, &fire, Some(up), out);
-            self.series(&index, b, &w.down, pd, down, &fire, Some(down), out);
+            let (mut hu, mut hd) = (ws.up_hints, ws.down_hints);
+            self.series(&index, &mut hu, &w.up, pu, up, &fire, Some(up), out);
+            self.series(&index, &mut hd, &w.down, pd, down, &fire, Some(down), out);
+            let ws = &mut self.books[b as usize].windows[wi];
+            ws.up_hints = hu;
+            ws.down_hints = hd;
         }
         for c in fresh {
             let comp = &index.components[c as usize];
@@ -489,7 +632,9 @@ impl Evaluator {
                 Some(Reverse((until, _))) if *until <= q.ts_event => {}
                 _ => break,
             }
-            let Some(Reverse((_, c))) = st.deferred.pop() else { break };
+            let Some(Reverse((_, c))) = st.deferred.pop() else {
+                break;
+            };
             let comp = &index.components[c as usize];
             if let Some(v) = self.current(b, comp.series) {
                 if holds(comp, v) {
@@ -513,7 +658,7 @@ impl Evaluator {
     fn series(
         &mut self,
         index: &AlertIndex,
-        _book: u32,
+        hints: &mut Hints,
         ladders: &SeriesLadders,
         prev: Option<f64>,
         v: f64,
@@ -524,33 +669,47 @@ impl Evaluator {
         if ladders.rising.is_empty() && ladders.falling.is_empty() {
             return;
         }
+        let (rf, rr) = (&ladders.rising.fire, &ladders.rising.rearm);
+        let (ff, fr) = (&ladders.falling.fire, &ladders.falling.rearm);
         match prev {
             None => {
                 // first observation: every condition that holds fires (crossings wait)
-                for (_, c) in range(&ladders.rising.fire, f64::NEG_INFINITY, true, v, false) {
+                let (s, e) = range(rf, hints[0], f64::NEG_INFINITY, true, v, false);
+                hints[0] = e as u32;
+                for (_, c) in &rf[s..e] {
                     if !index.components[*c as usize].needs_transition {
                         self.try_fire(index, *c, fire, value, out);
                     }
                 }
-                for (_, c) in range(&ladders.falling.fire, v, false, f64::INFINITY, true) {
+                let (s, e) = range(ff, hints[2], v, false, f64::INFINITY, true);
+                hints[2] = s as u32;
+                for (_, c) in &ff[s..e] {
                     if !index.components[*c as usize].needs_transition {
                         self.try_fire(index, *c, fire, value, out);
                     }
                 }
             }
             Some(u) if v > u => {
-                for (_, c) in range(&ladders.falling.rearm, u, false, v, true) {
+                let (s, e) = range(fr, hints[3], u, false, v, true);
+                hints[3] = e as u32;
+                for (_, c) in &fr[s..e] {
                     self.armed[*c as usize] = true;
                 }
-                for (_, c) in range(&ladders.rising.fire, u, true, v, false) {
+                let (s, e) = range(rf, hints[0], u, true, v, false);
+                hints[0] = e as u32;
+                for (_, c) in &rf[s..e] {
                     self.try_fire(index, *c, fire, value, out);
                 }
             }
             Some(u) if v < u => {
-                for (_, c) in range(&ladders.rising.rearm, v, true, u, false) {
+                let (s, e) = range(rr, hints[1], v, true, u, false);
+                hints[1] = s as u32;
+                for (_, c) in &rr[s..e] {
                     self.armed[*c as usize] = true;
                 }
-                for (_, c) in range(&ladders.falling.fire, v, false, u, true) {
+                let (s, e) = range(ff, hints[2], v, false, u, true);
+                hints[2] = s as u32;
+                for (_, c) in &ff[s..e] {
                     self.try_fire(index, *c, fire, value, out);
                 }
             }
@@ -596,7 +755,9 @@ impl Evaluator {
         let index = Arc::clone(&self.index);
         for venue in [Some(s.venue), None] {
             let key = (venue, s.symbol.clone(), s.interval, s.kind);
-            let Some(slots) = index.signals.get(&key) else { continue };
+            let Some(slots) = index.signals.get(&key) else {
+                continue;
+            };
             // the price reported is the last one of the symbol this worker saw
             let price = index
                 .book_ids
@@ -669,7 +830,13 @@ mod tests {
         Symbol::new(s).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn rule(id: &str, condition: RuleCondition, recurring: bool, cooldown: u64, h: f64) -> AlertRule {
+    fn rule(
+        id: &str,
+        condition: RuleCondition,
+        recurring: bool,
+        cooldown: u64,
+        h: f64,
+    ) -> AlertRule {
         AlertRule {
             id: id.into(),
             owner: "k1".into(),
@@ -754,7 +921,13 @@ mod tests {
             .map(|i| (i, if i % 2 == 1 { 101.0 } else { 99.0 }))
             .collect();
         let fired = run(
-            &[rule("c", RuleCondition::Above { level: 100.0 }, true, 10, 0.0)],
+            &[rule(
+                "c",
+                RuleCondition::Above { level: 100.0 },
+                true,
+                10,
+                0.0,
+            )],
             &path,
         );
         // fires at 1; the crossing at 3 waits for 11 (price is above then: fires at 11);
@@ -763,7 +936,13 @@ mod tests {
         // a deferred component whose condition no longer holds when the cooldown ends
         // waits for the next crossing: cooldown 9 ends at even seconds (price below)
         let fired = run(
-            &[rule("c9", RuleCondition::Above { level: 100.0 }, true, 9, 0.0)],
+            &[rule(
+                "c9",
+                RuleCondition::Above { level: 100.0 },
+                true,
+                9,
+                0.0,
+            )],
             &path,
         );
         assert_eq!(times(&fired, "c9"), vec![1, 11, 21, 31]);
@@ -782,13 +961,21 @@ mod tests {
         // then 41 (98.5) after the re-arm at 39, then after 42 (100.5) at 43 (99.7) ...
         let below = times(&fired, "below");
         assert_eq!(below[..3], [0, 2, 4]);
-        assert!(below.iter().all(|t| hovering().iter().any(|(s, p)| s == t && *p < 99.8)));
+        assert!(below
+            .iter()
+            .all(|t| hovering().iter().any(|(s, p)| s == t && *p < 99.8)));
     }
 
     #[test]
     fn crossing_fires_on_transitions_only_both_ways() {
         let fired = run(
-            &[rule("x", RuleCondition::Crosses { level: 100.0 }, true, 0, 1.0)],
+            &[rule(
+                "x",
+                RuleCondition::Crosses { level: 100.0 },
+                true,
+                0,
+                1.0,
+            )],
             &hovering(),
         );
         // the first observation (99) does not fire; up at 1, down at 2; the ±0.4 swings
@@ -872,10 +1059,22 @@ mod tests {
             ts_ingest: t,
         };
         e.on_signal(&signal(T0, SignalKind::GoldenCross, Interval::H1), &mut out);
-        e.on_signal(&signal(T0 + 60 * SEC, SignalKind::GoldenCross, Interval::H1), &mut out);
-        e.on_signal(&signal(T0 + 60 * SEC, SignalKind::DeathCross, Interval::H1), &mut out);
-        e.on_signal(&signal(T0 + 60 * SEC, SignalKind::GoldenCross, Interval::M1), &mut out);
-        e.on_signal(&signal(T0 + 3_600 * SEC, SignalKind::GoldenCross, Interval::H1), &mut out);
+        e.on_signal(
+            &signal(T0 + 60 * SEC, SignalKind::GoldenCross, Interval::H1),
+            &mut out,
+        );
+        e.on_signal(
+            &signal(T0 + 60 * SEC, SignalKind::DeathCross, Interval::H1),
+            &mut out,
+        );
+        e.on_signal(
+            &signal(T0 + 60 * SEC, SignalKind::GoldenCross, Interval::M1),
+            &mut out,
+        );
+        e.on_signal(
+            &signal(T0 + 3_600 * SEC, SignalKind::GoldenCross, Interval::H1),
+            &mut out,
+        );
         assert_eq!(out.len(), 2, "{out:?}");
         assert_eq!(out[0].price, 64_000.0);
         assert_eq!(out[0].value, Some(12.0));
@@ -900,6 +1099,25 @@ mod tests {
         assert_eq!(ids, vec!["a", "b"]);
         e.on_quote(&quote(T0 + 3 * SEC, 94.0), &mut out);
         assert_eq!(out.last().map(|a| a.alert_id.as_str()), Some("c"));
+    }
+
+    #[test]
+    fn seek_from_any_hint_equals_a_plain_partition_point() {
+        let levels = [1.0, 2.0, 2.0, 2.0, 3.5, 7.0, 7.0, 9.0, 11.0, 20.0];
+        let list: Vec<(f64, u32)> = levels.iter().map(|l| (*l, 0)).collect();
+        for x in [0.0, 1.0, 1.5, 2.0, 3.0, 7.0, 8.0, 11.0, 20.0, 25.0] {
+            for incl in [false, true] {
+                let want = list.partition_point(|(l, _)| if incl { *l <= x } else { *l < x });
+                for hint in 0..=list.len() + 2 {
+                    assert_eq!(
+                        seek(&list, hint, x, incl),
+                        want,
+                        "x {x} incl {incl} hint {hint}"
+                    );
+                }
+            }
+        }
+        assert_eq!(seek(&[], 3, 1.0, true), 0);
     }
 
     #[test]

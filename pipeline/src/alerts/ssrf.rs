@@ -199,8 +199,7 @@ impl SsrfGuard {
     /// Checks the form of a URL and returns its host, port and whether the host is an IP
     /// literal (checked here) or a name (to be resolved).
     pub fn check_form(&self, url: &str) -> Result<(String, u16, Option<IpAddr>), SsrfError> {
-        let parsed =
-            reqwest::Url::parse(url).map_err(|_| SsrfError::Invalid(url.to_string()))?;
+        let parsed = reqwest::Url::parse(url).map_err(|_| SsrfError::Invalid(url.to_string()))?;
         match parsed.scheme() {
             "http" | "https" => {}
             other => return Err(SsrfError::Scheme(other.to_string())),

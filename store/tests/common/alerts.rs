@@ -57,9 +57,19 @@ fn attempt(id: &str, n: u32, status: Option<u16>, outcome: &str) -> DeliveryAtte
 /// Rules: create, identical → refused, per-owner visibility, delete, version changes.
 pub async fn rules_contract(s: &dyn Store) {
     let all_kinds = [
-        rule("r-above", "k1", RuleCondition::Above { level: 100.0 }, false),
+        rule(
+            "r-above",
+            "k1",
+            RuleCondition::Above { level: 100.0 },
+            false,
+        ),
         rule("r-below", "k1", RuleCondition::Below { level: 90.25 }, true),
-        rule("r-cross", "k1", RuleCondition::Crosses { level: 95.0 }, true),
+        rule(
+            "r-cross",
+            "k1",
+            RuleCondition::Crosses { level: 95.0 },
+            true,
+        ),
         rule(
             "r-move",
             "k1",
@@ -91,7 +101,10 @@ pub async fn rules_contract(s: &dyn Store) {
     assert_eq!(v1.active, 5);
     // round trip of every kind, the secret included
     for r in &all_kinds {
-        assert_eq!(s.get_alert_rule("k1", &r.id).await.unwrap().as_ref(), Some(r));
+        assert_eq!(
+            s.get_alert_rule("k1", &r.id).await.unwrap().as_ref(),
+            Some(r)
+        );
     }
     // an identical active rule of the same owner is refused; another owner may have it
     let mut dup = all_kinds[0].clone();
@@ -126,73 +139,142 @@ pub async fn deliveries_contract(s: &dyn Store) {
     assert!(s.create_alert_rule(&once).await.unwrap());
     assert!(s.create_alert_rule(&rec).await.unwrap());
     let mut wake = s.watch_deliveries();
-    let batch = [event("d-once", T), event("d-rec", T), event("d-rec", T + 10)];
+    let batch = [
+        event("d-once", T),
+        event("d-rec", T),
+        event("d-rec", T + 10),
+    ];
     let fresh = s.record_alert_triggers(&batch, T + 100).await.unwrap();
     assert_eq!(fresh, batch.to_vec());
     assert!(wake.has_changed().unwrap());
     wake.mark_unchanged();
     // a replay stores nothing new and queues nothing
-    assert!(s.record_alert_triggers(&batch, T + 200).await.unwrap().is_empty());
+    assert!(s
+        .record_alert_triggers(&batch, T + 200)
+        .await
+        .unwrap()
+        .is_empty());
     assert!(!wake.has_changed().unwrap());
     // the one-shot rule is no longer active, and records when it fired
     let o = s.get_alert_rule("k1", "d-once").await.unwrap().unwrap();
     assert!(!o.active);
     assert_eq!(o.fired_at, Some(T));
-    assert!(s.get_alert_rule("k1", "d-rec").await.unwrap().unwrap().active);
+    assert!(
+        s.get_alert_rule("k1", "d-rec")
+            .await
+            .unwrap()
+            .unwrap()
+            .active
+    );
     assert_eq!(s.list_deliveries("d-rec", 10).await.unwrap().len(), 2);
 
     // claims: all three are due; a second claimer gets nothing while the lease holds
     let claimed = s.claim_deliveries(T + 300, 10, 1_000, "c1").await.unwrap();
     assert_eq!(claimed.len(), 3);
-    assert!(claimed.iter().all(|c| c.delivery.state == DeliveryState::InFlight));
-    let c = claimed.iter().find(|c| c.delivery.rule_id == "d-once").unwrap();
+    assert!(claimed
+        .iter()
+        .all(|c| c.delivery.state == DeliveryState::InFlight));
+    let c = claimed
+        .iter()
+        .find(|c| c.delivery.rule_id == "d-once")
+        .unwrap();
     assert_eq!(c.secret, "whsec_d-once");
     assert_eq!(c.url, once.url);
     assert_eq!(c.delivery.idempotency_key, format!("d-once:{T}"));
     let ev: AlertEvent = pricestream_schemas::codec::decode(c.delivery.payload.as_bytes()).unwrap();
     assert_eq!(ev, batch[0]);
-    assert!(s.claim_deliveries(T + 400, 10, 1_000, "c2").await.unwrap().is_empty());
+    assert!(s
+        .claim_deliveries(T + 400, 10, 1_000, "c2")
+        .await
+        .unwrap()
+        .is_empty());
 
     // the one-shot delivery succeeds on its first attempt
     assert!(s
-        .finish_delivery_attempt(c, &attempt(&c.delivery.id, 1, Some(200), "delivered"), AttemptNext::Delivered, T + 500)
+        .finish_delivery_attempt(
+            c,
+            &attempt(&c.delivery.id, 1, Some(200), "delivered"),
+            AttemptNext::Delivered,
+            T + 500
+        )
         .await
         .unwrap());
     // a second report under the same claim is refused
     assert!(!s
-        .finish_delivery_attempt(c, &attempt(&c.delivery.id, 1, Some(200), "delivered"), AttemptNext::Delivered, T + 501)
+        .finish_delivery_attempt(
+            c,
+            &attempt(&c.delivery.id, 1, Some(200), "delivered"),
+            AttemptNext::Delivered,
+            T + 501
+        )
         .await
         .unwrap());
     let (d, a) = s.list_deliveries("d-once", 10).await.unwrap().remove(0);
-    assert_eq!((d.state, d.attempts, d.delivered_at), (DeliveryState::Delivered, 1, Some(T + 500)));
+    assert_eq!(
+        (d.state, d.attempts, d.delivered_at),
+        (DeliveryState::Delivered, 1, Some(T + 500))
+    );
     assert_eq!(a, vec![attempt(&d.id, 1, Some(200), "delivered")]);
 
     // the recurring ones: one fails and is retried later, the other dies
-    let mut rec_claims: Vec<_> = claimed.iter().filter(|c| c.delivery.rule_id == "d-rec").collect();
+    let mut rec_claims: Vec<_> = claimed
+        .iter()
+        .filter(|c| c.delivery.rule_id == "d-rec")
+        .collect();
     rec_claims.sort_by_key(|c| c.delivery.trigger_ts);
     let (r1, r2) = (rec_claims[0], rec_claims[1]);
     assert!(s
-        .finish_delivery_attempt(r1, &attempt(&r1.delivery.id, 1, Some(503), "http_error"), AttemptNext::Retry { at: T + 10_000 }, T + 600)
+        .finish_delivery_attempt(
+            r1,
+            &attempt(&r1.delivery.id, 1, Some(503), "http_error"),
+            AttemptNext::Retry { at: T + 10_000 },
+            T + 600
+        )
         .await
         .unwrap());
     assert!(s
-        .finish_delivery_attempt(r2, &attempt(&r2.delivery.id, 1, Some(400), "http_error"), AttemptNext::Dead, T + 600)
+        .finish_delivery_attempt(
+            r2,
+            &attempt(&r2.delivery.id, 1, Some(400), "http_error"),
+            AttemptNext::Dead,
+            T + 600
+        )
         .await
         .unwrap());
     // the retry is not due yet (the other is dead, the first delivered)
-    assert!(s.claim_deliveries(T + 9_999, 10, 1_000, "c3").await.unwrap().is_empty());
-    let again = s.claim_deliveries(T + 10_000, 10, 1_000, "c3").await.unwrap();
+    assert!(s
+        .claim_deliveries(T + 9_999, 10, 1_000, "c3")
+        .await
+        .unwrap()
+        .is_empty());
+    let again = s
+        .claim_deliveries(T + 10_000, 10, 1_000, "c3")
+        .await
+        .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].delivery.attempts, 1);
     // a lease that expires hands the delivery to the next claimer
-    let stolen = s.claim_deliveries(T + 11_001, 10, 1_000, "c4").await.unwrap();
+    let stolen = s
+        .claim_deliveries(T + 11_001, 10, 1_000, "c4")
+        .await
+        .unwrap();
     assert_eq!(stolen.len(), 1);
     assert!(!s
-        .finish_delivery_attempt(&again[0], &attempt(&r1.delivery.id, 2, Some(200), "delivered"), AttemptNext::Delivered, T + 11_002)
+        .finish_delivery_attempt(
+            &again[0],
+            &attempt(&r1.delivery.id, 2, Some(200), "delivered"),
+            AttemptNext::Delivered,
+            T + 11_002
+        )
         .await
         .unwrap());
     assert!(s
-        .finish_delivery_attempt(&stolen[0], &attempt(&r1.delivery.id, 2, Some(200), "delivered"), AttemptNext::Delivered, T + 11_003)
+        .finish_delivery_attempt(
+            &stolen[0],
+            &attempt(&r1.delivery.id, 2, Some(200), "delivered"),
+            AttemptNext::Delivered,
+            T + 11_003
+        )
         .await
         .unwrap());
 
@@ -202,20 +284,29 @@ pub async fn deliveries_contract(s: &dyn Store) {
         RequeueOutcome::NotFound
     );
     assert_eq!(
-        s.requeue_delivery("d-once", &r2.delivery.id, T).await.unwrap(),
+        s.requeue_delivery("d-once", &r2.delivery.id, T)
+            .await
+            .unwrap(),
         RequeueOutcome::NotFound
     );
     assert_eq!(
-        s.requeue_delivery("d-rec", &r1.delivery.id, T).await.unwrap(),
+        s.requeue_delivery("d-rec", &r1.delivery.id, T)
+            .await
+            .unwrap(),
         RequeueOutcome::NotDead(DeliveryState::Delivered)
     );
     assert_eq!(
-        s.requeue_delivery("d-rec", &r2.delivery.id, T + 20_000).await.unwrap(),
+        s.requeue_delivery("d-rec", &r2.delivery.id, T + 20_000)
+            .await
+            .unwrap(),
         RequeueOutcome::Requeued
     );
     let list = s.list_deliveries("d-rec", 10).await.unwrap();
     let (d2, a2) = list.iter().find(|(d, _)| d.id == r2.delivery.id).unwrap();
-    assert_eq!((d2.state, d2.attempts, d2.retry_base), (DeliveryState::Pending, 1, 1));
+    assert_eq!(
+        (d2.state, d2.attempts, d2.retry_base),
+        (DeliveryState::Pending, 1, 1)
+    );
     assert_eq!(a2.len(), 1);
     let (d1, a1) = list.iter().find(|(d, _)| d.id == r1.delivery.id).unwrap();
     assert_eq!(d1.state, DeliveryState::Delivered);
@@ -223,12 +314,18 @@ pub async fn deliveries_contract(s: &dyn Store) {
         a1.iter().map(|a| (a.attempt, a.status)).collect::<Vec<_>>(),
         vec![(1, Some(503)), (2, Some(200))]
     );
-    let due = s.claim_deliveries(T + 20_000, 10, 1_000, "c5").await.unwrap();
+    let due = s
+        .claim_deliveries(T + 20_000, 10, 1_000, "c5")
+        .await
+        .unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].delivery.id, r2.delivery.id);
 
     // a trigger of a deleted rule is stored but not delivered
-    assert!(s.delete_alert_rule("k1", "d-rec", T + 30_000).await.unwrap());
+    assert!(s
+        .delete_alert_rule("k1", "d-rec", T + 30_000)
+        .await
+        .unwrap());
     assert_eq!(
         s.record_alert_triggers(&[event("d-rec", T + 40)], T + 30_001)
             .await
