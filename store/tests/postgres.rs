@@ -138,6 +138,10 @@ async fn migrations_run_from_empty_and_schema_check_refuses_unmigrated() {
     assert_eq!(
         tables,
         [
+            "alert_deliveries",
+            "alert_delivery_attempts",
+            "alert_rules",
+            "alert_triggers",
             "api_keys",
             "bars",
             "dead_letters",
