@@ -12,6 +12,7 @@ use pricestream_connectors::coingecko::CoinGeckoConfig;
 use pricestream_connectors::replay::ReplayConfig;
 use pricestream_connectors::supervisor::SchedulerConfig;
 use pricestream_connectors::synthetic::SyntheticConfig;
+use pricestream_pipeline::alerts::AlertsConfig;
 use pricestream_pipeline::PipelineConfig;
 use pricestream_store::{StoreOptions, TimescaleConfig};
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,7 @@ pub struct Config {
     pub analytics: AnalyticsConfig,
     pub connectors: ConnectorsConfig,
     pub kafka: pricestream_kafka::KafkaConfig,
+    pub alerts: AlertsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +70,7 @@ impl Default for Config {
             analytics: AnalyticsConfig::default(),
             connectors: ConnectorsConfig::default(),
             kafka: pricestream_kafka::KafkaConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -229,6 +232,7 @@ impl Config {
         if self.store.acquire_timeout_ms == 0 {
             bail!("store.acquire_timeout_ms must be positive");
         }
+        self.alerts.validate().map_err(anyhow::Error::msg)?;
         let url = self.store_url();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres:")
@@ -314,6 +318,7 @@ mod tests {
         assert_eq!(cfg.connectors.coinbase, CoinbaseConfig::default());
         assert_eq!(cfg.connectors.coingecko, CoinGeckoConfig::default());
         assert_eq!(cfg.connectors.replay, ReplayConfig::default());
+        assert_eq!(cfg.alerts, AlertsConfig::default());
     }
 
     #[test]

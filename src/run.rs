@@ -153,7 +153,10 @@ pub(crate) async fn start_api(
         }
         None => None,
     };
-    let app = pricestream_api::router(state, &cfg.api);
+    let alerts_api = pricestream_api::alerts::AlertsApi::from_config(&cfg.alerts)
+        .map_err(anyhow::Error::msg)
+        .context("alerts configuration")?;
+    let app = pricestream_api::router_with(state, &cfg.api, alerts_api);
     Ok(Task::spawn("api", fatal, async move {
         let api = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
         match metrics {
@@ -313,6 +316,29 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let mut pipeline_cfg = cfg.pipeline.clone();
     pipeline_cfg.keep_quotes = cfg.lake.enabled && cfg.lake.quotes;
     let workers = pipeline_cfg.resolved_workers();
+    // alerts: the rule index (kept in step with the store) and the webhook dispatcher
+    let stop_alert_rules = CancellationToken::new();
+    let stop_dispatcher = CancellationToken::new();
+    let mut alert_tasks: Vec<Task<()>> = Vec::new();
+    if cfg.alerts.enabled {
+        let rules = pricestream_pipeline::alerts::SharedRules::default();
+        pipeline_cfg.alert_rules = Some(rules.clone());
+        let every = Duration::from_millis(cfg.alerts.rules_refresh_ms);
+        let (rules_store, stop) = (Arc::clone(&store), stop_alert_rules.clone());
+        alert_tasks.push(Task::spawn("alert_rules", &fatal, async move {
+            pricestream_pipeline::alerts::refresh_rules(rules_store, rules, every, stop).await;
+            Ok(())
+        }));
+        let dispatcher =
+            pricestream_pipeline::alerts::Dispatcher::new(Arc::clone(&store), cfg.alerts.clone())
+                .map_err(anyhow::Error::msg)
+                .context("webhook dispatcher")?;
+        let stop = stop_dispatcher.clone();
+        alert_tasks.push(Task::spawn("webhooks", &fatal, async move {
+            dispatcher.run(stop).await;
+            Ok(())
+        }));
+    }
     let stop_dataflow = Arc::new(AtomicBool::new(false));
     let profiles = pricestream_pipeline::SharedProfiles::default();
     let progress = Arc::new(Progress::new(workers, clock.now_ns()));
@@ -458,6 +484,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             "sink flushed"
         ),
         Err(e) => {
+            failure.get_or_insert(e);
+        }
+    }
+    // alert tasks after the sink, so the last triggers are queued (and sent while the
+    // dispatcher still runs)
+    stop_alert_rules.cancel();
+    stop_dispatcher.cancel();
+    for task in alert_tasks {
+        if let Err(e) = task.join().await {
             failure.get_or_insert(e);
         }
     }

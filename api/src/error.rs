@@ -27,6 +27,8 @@ pub enum ApiError {
     /// A page (`limit`) larger than the configured limit.
     #[error("{0}")]
     PageTooLarge(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("rate limit of tier {tier} exceeded; retry in {retry_after_secs} s")]
     TooManyRequests { tier: String, retry_after_secs: u64 },
     #[error("internal error")]
@@ -51,6 +53,8 @@ pub enum ErrorCode {
     Forbidden,
     /// No such route or resource (404).
     NotFound,
+    /// The resource exists already, or is not in a state that allows the change (409).
+    Conflict,
     /// The tier's rate limit is exhausted; see `Retry-After` (429).
     RateLimited,
     /// The server failed; details are in its log, under the request id (500).
@@ -67,6 +71,7 @@ impl ErrorCode {
             ErrorCode::PageTooLarge => "page_too_large",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::Conflict => "conflict",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::RateLimited => "rate_limited",
@@ -100,6 +105,7 @@ impl ApiError {
             ApiError::Forbidden(_) => ErrorCode::Forbidden,
             ApiError::RangeTooLarge(_) => ErrorCode::RangeTooLarge,
             ApiError::PageTooLarge(_) => ErrorCode::PageTooLarge,
+            ApiError::Conflict(_) => ErrorCode::Conflict,
             ApiError::TooManyRequests { .. } => ErrorCode::RateLimited,
             ApiError::Internal(_) => ErrorCode::Internal,
         }
@@ -117,6 +123,7 @@ impl ApiError {
             ApiError::Unauthorized(_) | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::RangeTooLarge(_) | ApiError::PageTooLarge(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

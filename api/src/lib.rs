@@ -1,5 +1,6 @@
 //! The HTTP API (axum): health, history, symbols and Prometheus metrics.
 
+pub mod alerts;
 pub mod auth;
 pub mod backfills;
 pub mod error;
@@ -14,7 +15,7 @@ pub mod trace;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use pricestream_pipeline::Progress;
@@ -84,8 +85,13 @@ impl Default for ApiConfig {
     }
 }
 
-/// The application router.
+/// The application router, with the default alert settings (no SSRF allowlist).
 pub fn router(state: AppState, cfg: &ApiConfig) -> Router {
+    router_with(state, cfg, alerts::AlertsApi::default())
+}
+
+/// The application router with the alert settings of `[alerts]`.
+pub fn router_with(state: AppState, cfg: &ApiConfig, alerts_api: alerts::AlertsApi) -> Router {
     let limits = routes::Limits {
         max_page_rows: cfg.max_page_rows.max(1),
         max_range_bars: cfg.max_range_bars.max(1),
@@ -102,6 +108,13 @@ pub fn router(state: AppState, cfg: &ApiConfig) -> Router {
         .route("/v1/backfills", axum::routing::post(backfills::create))
         .route("/v1/backfills/{id}", get(backfills::get))
         .route("/v1/stream", get(stream::stream))
+        .route("/v1/alerts", post(alerts::create).get(alerts::list))
+        .route("/v1/alerts/{id}", get(alerts::get).delete(alerts::delete))
+        .route("/v1/alerts/{id}/deliveries", get(alerts::deliveries))
+        .route(
+            "/v1/alerts/{id}/deliveries/{delivery_id}/retry",
+            post(alerts::retry),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::guard,
@@ -123,6 +136,7 @@ pub fn router(state: AppState, cfg: &ApiConfig) -> Router {
         .layer(axum::middleware::from_fn(trace::request_span))
         .layer(axum::Extension(limits))
         .layer(axum::Extension(meta))
+        .layer(axum::Extension(alerts_api))
         .with_state(state)
 }
 

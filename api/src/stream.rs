@@ -5,7 +5,8 @@
 //! (`"symbols":["*"]` for every symbol; `intervals` is optional and filters bars and
 //! signals), and `{"op":"unsubscribe", …}` with the same fields. The server answers each
 //! command with `{"type":"subscribed"|"unsubscribed", …}` or `{"type":"error","message":…}`
-//! and sends events as `{"type":"bar"|"signal"|"quote","data":{…}}`.
+//! and sends events as `{"type":"bar"|"signal"|"quote"|"alert","data":{…}}`. The `alerts`
+//! channel carries only alerts of the caller's own rules.
 //!
 //! A client that reads too slowly never slows the pipeline: its buffer keeps the newest
 //! events, and it receives `{"type":"lagged","dropped":N}` for what it lost.
@@ -34,6 +35,8 @@ enum Channel {
     Quotes,
     Bars,
     Signals,
+    /// Fired alerts of the caller's own rules.
+    Alerts,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +57,8 @@ struct Subscriptions {
     symbols: BTreeSet<Symbol>,
     all_symbols: bool,
     intervals: BTreeSet<Interval>,
+    /// The caller's key id: only alerts of its own rules are sent.
+    owner: String,
 }
 
 impl Subscriptions {
@@ -62,6 +67,12 @@ impl Subscriptions {
             LiveEvent::Quote(q) => (Channel::Quotes, &q.symbol, None),
             LiveEvent::Bar(b) => (Channel::Bars, &b.symbol, Some(b.interval)),
             LiveEvent::Signal(s) => (Channel::Signals, &s.symbol, Some(s.interval)),
+            LiveEvent::Alert(a) => {
+                if a.owner != self.owner {
+                    return false;
+                }
+                (Channel::Alerts, &a.symbol, None)
+            }
         };
         self.channels.contains(&channel)
             && (self.all_symbols || self.symbols.contains(symbol))
@@ -129,12 +140,13 @@ fn event_json(ev: &LiveEvent) -> serde_json::Value {
         LiveEvent::Quote(q) => json!({ "type": "quote", "data": q }),
         LiveEvent::Bar(b) => json!({ "type": "bar", "data": b }),
         LiveEvent::Signal(s) => json!({ "type": "signal", "data": s }),
+        LiveEvent::Alert(a) => json!({ "type": "alert", "data": a }),
     }
 }
 
 /// `GET /v1/stream`: upgrades to a WebSocket (see the module documentation for the protocol).
 #[utoipa::path(get, path = "/v1/stream", tag = "stream",
-    description = "WebSocket upgrade. Send `{\"op\":\"subscribe\",\"channels\":[\"bars\",\"signals\",\"quotes\"],\"symbols\":[\"BTC-USDT\"],\"intervals\":[\"1m\"]}` (or `unsubscribe`); receive `{\"type\":\"bar\"|\"signal\"|\"quote\",\"data\":…}`, and `{\"type\":\"lagged\",\"dropped\":N}` when the client fell behind its buffer.",
+    description = "WebSocket upgrade. Send `{\"op\":\"subscribe\",\"channels\":[\"bars\",\"signals\",\"quotes\",\"alerts\"],\"symbols\":[\"BTC-USDT\"],\"intervals\":[\"1m\"]}` (or `unsubscribe`); receive `{\"type\":\"bar\"|\"signal\"|\"quote\"|\"alert\" (own rules only),\"data\":…}`, and `{\"type\":\"lagged\",\"dropped\":N}` when the client fell behind its buffer.",
     responses(
         (status = 101, description = "Switched to the WebSocket protocol"),
         (status = 404, description = "This process runs no pipeline", body = crate::error::ErrorBody),
@@ -149,8 +161,10 @@ fn event_json(ev: &LiveEvent) -> serde_json::Value {
 )]
 pub async fn stream(
     State(state): State<AppState>,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
     ws: std::result::Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response> {
+    let owner = principal.map(|p| p.0.id).unwrap_or_default();
     let Some(live) = state.live.clone() else {
         return Err(ApiError::NotFound(
             "this process runs no pipeline, so there is no live stream".into(),
@@ -167,7 +181,7 @@ pub async fn stream(
         ApiError::Unavailable("too many stream connections; try again later".into())
     })?;
     let hub = live.hub.clone();
-    Ok(ws.on_upgrade(move |socket| session(socket, hub, permit)))
+    Ok(ws.on_upgrade(move |socket| session(socket, hub, permit, owner)))
 }
 
 async fn send(socket: &mut WebSocket, v: serde_json::Value) -> bool {
@@ -178,10 +192,18 @@ async fn send(socket: &mut WebSocket, v: serde_json::Value) -> bool {
 }
 
 #[tracing::instrument(skip_all)]
-async fn session(mut socket: WebSocket, hub: LiveHub, _permit: OwnedSemaphorePermit) {
+async fn session(
+    mut socket: WebSocket,
+    hub: LiveHub,
+    _permit: OwnedSemaphorePermit,
+    owner: String,
+) {
     metrics::gauge!(CONNECTIONS).increment(1.0);
     let mut rx = hub.subscribe();
-    let mut subs = Subscriptions::default();
+    let mut subs = Subscriptions {
+        owner,
+        ..Subscriptions::default()
+    };
     loop {
         tokio::select! {
             msg = socket.recv() => match msg {

@@ -137,7 +137,7 @@ async fn subscribe_filter_and_unsubscribe() {
         r#"{"op":"dance"}"#,
         r#"{"op":"subscribe","channels":["bars"],"symbols":["btc"]}"#,
         "not json",
-        r#"{"op":"subscribe","channels":["alerts"],"symbols":["*"]}"#,
+        r#"{"op":"subscribe","channels":["trades"],"symbols":["*"]}"#,
     ] {
         let reply = command(&mut ws, bad).await;
         assert_eq!(reply["type"], "error", "{bad}: {reply}");
@@ -147,6 +147,31 @@ async fn subscribe_filter_and_unsubscribe() {
         next_json(&mut ws).await.unwrap()["data"]["bucket_start"],
         6 * 60_000_000_000i64
     );
+
+    // alerts: only those of the caller's own rules (this connection is anonymous)
+    command(&mut ws, r#"{"op":"unsubscribe","channels":["bars"]}"#).await;
+    let reply = command(
+        &mut ws,
+        r#"{"op":"subscribe","channels":["alerts"],"symbols":["*"]}"#,
+    )
+    .await;
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+    let alert = |owner: &str, price: f64| pricestream_schemas::AlertEvent {
+        alert_id: "r1".into(),
+        owner: owner.into(),
+        venue: pricestream_schemas::Venue::Binance,
+        symbol: pricestream_schemas::Symbol::new("BTC-USDT").unwrap(),
+        condition: "price above 1".into(),
+        price,
+        value: None,
+        ts_event: 1,
+        ts_ingest: 1,
+    };
+    hub.publish(LiveEvent::Alert(alert("someone-else", 1.5)));
+    hub.publish(LiveEvent::Alert(alert("anonymous", 2.5)));
+    let got = next_json(&mut ws).await.unwrap();
+    assert_eq!(got["type"], "alert");
+    assert_eq!(got["data"]["price"], 2.5);
 }
 
 #[tokio::test]

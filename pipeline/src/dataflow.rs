@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use pricestream_bus::{Polled, QuoteSource, SourceState};
 use pricestream_schemas::codec::topics;
-use pricestream_schemas::{Bar, Clock, Interval, Quote, Signal, SystemClock, TimestampNs};
+use pricestream_schemas::{
+    AlertEvent, Bar, Clock, Interval, Quote, Signal, SystemClock, TimestampNs,
+};
 use pricestream_store::DeadLetter;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -20,6 +22,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::{InputHandle, ProbeHandle};
 use tokio::sync::mpsc;
 
+use crate::alerts::operator::{evaluate_quotes, evaluate_signals, WorkerAlerts};
 use crate::metrics as m;
 use crate::progress::Progress;
 use crate::rollups::{self, RollupAdmit, RollupLevel};
@@ -67,6 +70,8 @@ pub struct SinkBatch {
     pub signals: Vec<Signal>,
     pub quotes: Vec<Quote>,
     pub dead: Vec<DeadLetter>,
+    /// Alerts fired (by quotes or signals) below `frontier`: the payloads of `alerts.v1`.
+    pub alerts: Vec<AlertEvent>,
     /// When the batch's first output left the window operator (processing time, read by
     /// the sink glue, never by window code): the start of the window-close → sink latency.
     pub emitted_at: Option<Instant>,
@@ -140,6 +145,7 @@ pub fn run_with_control(
     let signal_params = cfg.signals.clone();
     let seasonal = cfg.seasonal;
     let keep_quotes = cfg.keep_quotes;
+    let alert_rules = cfg.alert_rules.clone().unwrap_or_default();
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
         let peers = worker.peers();
@@ -162,16 +168,20 @@ pub fn run_with_control(
         let rollup_intervals = rollup_intervals.clone();
         let signal_params = signal_params.clone();
         let profiles = Arc::clone(&profiles);
+        // Alerts fired on this worker, taken by its sink operator like `raw_quotes`.
+        let worker_alerts = Rc::new(RefCell::new(WorkerAlerts::new(alert_rules.clone())));
+        let sink_alerts = Rc::clone(&worker_alerts);
         worker.dataflow::<u64, _, _>(|scope| {
             let exchange = Exchange::new(|r: &Record| match r {
                 Record::Quote { quote, .. } => quote.symbol.stable_hash(),
                 Record::Warm(bar) => bar.symbol.stable_hash(),
                 Record::Rejected { partition, .. } => u64::from(*partition),
             });
-            scope
-                .input_from(&mut input)
-                .container::<Vec<Record>>()
-                .unary_frontier(exchange, "BarWindows", move |cap, _info| {
+            let records = scope.input_from(&mut input).container::<Vec<Record>>();
+            // alert evaluation sees every quote of its symbols, before the windows
+            let records = evaluate_quotes(records, exchange, Rc::clone(&worker_alerts));
+            let outputs = records
+                .unary_frontier(Pipeline, "BarWindows", move |cap, _info| {
                     drop(cap);
                     let mut windows = BarWindows::new(Interval::M1, lateness);
                     let mut caps: BTreeMap<TimestampNs, Capability<u64>> = BTreeMap::new();
@@ -327,7 +337,8 @@ pub fn run_with_control(
                         }
                     }
                 })
-                .container::<Vec<Output>>()
+                .container::<Vec<Output>>();
+            evaluate_signals(outputs, Rc::clone(&worker_alerts))
                 .probe_with(&probe)
                 .sink(Pipeline, "Sink", move |(input, frontier)| {
                     input.for_each_stamp(|_cap, data| {
@@ -348,6 +359,10 @@ pub fn run_with_control(
                     });
                     // before the frontier is read (see `raw_quotes`)
                     {
+                        let mut fired = sink_alerts.borrow_mut();
+                        pending.alerts.append(&mut fired.fired);
+                    }
+                    {
                         let mut raw = raw_quotes.borrow_mut();
                         if pending.quotes.is_empty() {
                             std::mem::swap(&mut pending.quotes, &mut raw);
@@ -359,7 +374,8 @@ pub fn run_with_control(
                     let has_data = !pending.bars.is_empty()
                         || !pending.quotes.is_empty()
                         || !pending.signals.is_empty()
-                        || !pending.dead.is_empty();
+                        || !pending.dead.is_empty()
+                        || !pending.alerts.is_empty();
                     // Report progress with data, at the end, and at least once per minute
                     // of event time (so the sink knows every worker's frontier).
                     let minute = f.map(|t| t / MINUTE_NS);

@@ -1,6 +1,7 @@
 //! The stream processor: a timely dataflow that turns quotes into event-time bars, and
 //! the sink that makes its output durable.
 
+pub mod alerts;
 pub mod dataflow;
 pub mod hash;
 pub mod live;
@@ -48,6 +49,10 @@ pub struct PipelineConfig {
     /// `lake.quotes`, not configured here.
     #[serde(skip)]
     pub keep_quotes: bool,
+    /// The alert rules the dataflow evaluates (kept in step with the store by
+    /// [`alerts::refresh_rules`]); `None`: no alerts. Set by the process, not configured.
+    #[serde(skip)]
+    pub alert_rules: Option<alerts::SharedRules>,
     /// Readiness fails when quotes keep arriving but the watermark has not advanced for
     /// this long, or when a worker has not polled its source for this long.
     pub stall_timeout_ms: i64,
@@ -71,6 +76,7 @@ impl Default for PipelineConfig {
                 .collect(),
             seasonal: signals::SeasonalParams::default(),
             keep_quotes: true,
+            alert_rules: None,
             stall_timeout_ms: 30_000,
             signal_warmup_bars: 5_000,
         }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use pricestream_schemas::{Bar, Quote, Signal};
+use pricestream_schemas::{AlertEvent, Bar, Quote, Signal};
 use tokio::sync::broadcast;
 
 /// One live result.
@@ -12,6 +12,8 @@ pub enum LiveEvent {
     Quote(Quote),
     Bar(Bar),
     Signal(Signal),
+    /// A fired alert (shown only to the key that owns the rule).
+    Alert(AlertEvent),
 }
 
 /// The fan-out point: the sink publishes, every subscriber has its own bounded view.

@@ -15,6 +15,31 @@ pub const SIGNALS_EMITTED: &str = "pricestream_pipeline_signals_emitted_total";
 pub const DEAD_LETTERS: &str = "pricestream_pipeline_dead_letters_total";
 /// Window close (the bar leaves the window operator) → the bar is durable in a sink.
 pub const BAR_SINK_LATENCY: &str = "pricestream_pipeline_bar_sink_latency_seconds";
+/// Alerts fired by the evaluator, by source (`quote`, `signal`).
+pub const ALERTS_FIRED: &str = "pricestream_alerts_fired_total";
+/// Triggers newly stored by the sink (replays are not counted).
+pub const ALERT_TRIGGERS: &str = "pricestream_alerts_triggers_total";
+/// Active rules in the evaluator's index.
+pub const ALERT_RULES_ACTIVE: &str = "pricestream_alerts_rules_active";
+/// Webhook attempts by outcome (`delivered`, `http_error`, `timeout`, `connect_error`,
+/// `refused`, `error`).
+pub const WEBHOOK_ATTEMPTS: &str = "pricestream_webhook_attempts_total";
+/// What followed each recorded attempt, by result (`delivered`, `retry`, `dead`).
+pub const WEBHOOK_DELIVERIES: &str = "pricestream_webhook_deliveries_total";
+/// Duration of one webhook request.
+pub const WEBHOOK_REQUEST_SECONDS: &str = "pricestream_webhook_request_duration_seconds";
+/// Ingest of the quote (or signal) that fired an alert → its webhook acknowledged.
+pub const WEBHOOK_DELIVERY_LATENCY: &str = "pricestream_webhook_delivery_latency_seconds";
+
+/// Outcomes of a webhook attempt (label `outcome`).
+pub const WEBHOOK_OUTCOMES: [&str; 6] = [
+    "delivered",
+    "http_error",
+    "timeout",
+    "connect_error",
+    "refused",
+    "error",
+];
 
 /// The bounded set of dead-letter and rejection reasons (label `reason`); anything else is
 /// counted as `other`.
@@ -38,7 +63,14 @@ pub fn reason_label(reason: &str) -> &'static str {
 }
 
 /// The sinks (label `sink`).
-pub const SINKS: [&str; 5] = ["store", "lake", "dlq", "store_signals", "store_quotes"];
+pub const SINKS: [&str; 6] = [
+    "store",
+    "lake",
+    "dlq",
+    "store_signals",
+    "store_quotes",
+    "store_alerts",
+];
 
 /// Registers descriptions so `/metrics` carries HELP lines, and creates the counters of
 /// the bounded label sets at zero, so a rate over them exists before the first event
@@ -99,6 +131,48 @@ pub fn describe() {
         "Time from a bar's emission by the window operator to its durable write, by sink"
     );
 
+    describe_counter!(
+        ALERTS_FIRED,
+        Unit::Count,
+        "Alerts fired by the evaluator, by source (quote, signal)"
+    );
+    describe_counter!(
+        ALERT_TRIGGERS,
+        Unit::Count,
+        "Alert triggers stored and queued for delivery (replays not counted)"
+    );
+    describe_gauge!(
+        ALERT_RULES_ACTIVE,
+        Unit::Count,
+        "Active alert rules in the evaluator's index"
+    );
+    describe_counter!(
+        WEBHOOK_ATTEMPTS,
+        Unit::Count,
+        "Webhook attempts, by outcome"
+    );
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        Unit::Count,
+        "What followed each webhook attempt (delivered, retry, dead)"
+    );
+    describe_histogram!(
+        WEBHOOK_REQUEST_SECONDS,
+        Unit::Seconds,
+        "Duration of one webhook request"
+    );
+    describe_histogram!(
+        WEBHOOK_DELIVERY_LATENCY,
+        Unit::Seconds,
+        "Time from the ingest of the quote that fired an alert to its acknowledged webhook"
+    );
+    for outcome in WEBHOOK_OUTCOMES {
+        metrics::counter!(WEBHOOK_ATTEMPTS, "outcome" => outcome).increment(0);
+    }
+    for result in ["delivered", "retry", "dead"] {
+        metrics::counter!(WEBHOOK_DELIVERIES, "result" => result).increment(0);
+    }
+    metrics::counter!(ALERT_TRIGGERS).increment(0);
     metrics::counter!(LATE_EVENTS).increment(0);
     metrics::counter!(BAR_REVISIONS).increment(0);
     metrics::counter!(QUOTES_INGESTED).increment(0);

@@ -25,6 +25,8 @@ pub struct SinkStats {
     pub signals: u64,
     pub quotes: u64,
     pub dead_letters: u64,
+    /// Alert triggers newly stored (and queued for delivery).
+    pub alerts: u64,
     /// Per worker, the last frontier made durable (`None` = input closed, all flushed).
     pub frontiers: BTreeMap<usize, Option<u64>>,
 }
@@ -255,6 +257,12 @@ pub async fn run_sink_with(
             }
             stats.dead_letters += dead.len() as u64;
         }
+        if !batch.alerts.is_empty() {
+            let fresh = record_alerts(&store, batch.alerts).await?;
+            metrics::counter!(m::ALERT_TRIGGERS).increment(fresh.len() as u64);
+            stats.alerts += fresh.len() as u64;
+            publish(live.as_ref(), &fresh, LiveEvent::Alert);
+        }
         stats.frontiers.insert(batch.worker, batch.frontier);
         // The sink's watermark: the least frontier of all workers; once every input is
         // closed, the newest bar stands in for it.
@@ -335,6 +343,35 @@ pub async fn run_sink_with(
         }
     }
     Ok(stats)
+}
+
+/// Stores alert triggers and queues their deliveries (one transaction, idempotent on
+/// `(rule id, trigger time)`), with retries; returns the triggers that were new.
+async fn record_alerts(
+    store: &Arc<dyn Store>,
+    alerts: Vec<pricestream_schemas::AlertEvent>,
+) -> std::result::Result<Vec<pricestream_schemas::AlertEvent>, StoreError> {
+    use pricestream_schemas::Clock;
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(50);
+    let mut attempt = 1;
+    loop {
+        let now = pricestream_schemas::SystemClock.now_ns();
+        match store.record_alert_triggers(&alerts, now).await {
+            Ok(fresh) => {
+                record("store_alerts", alerts.len(), started);
+                return Ok(fresh);
+            }
+            Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
+                metrics::counter!(m::SINK_RETRIES, "sink" => "store_alerts").increment(1);
+                tracing::warn!(attempt, error = %e, "storing alert triggers failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn record(sink: &'static str, rows: usize, started: Instant) {

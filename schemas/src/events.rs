@@ -223,13 +223,21 @@ pub struct Signal {
 /// A fired alert: the payload of topic `alerts.v1`. Natural key `(alert_id, ts_event)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertEvent {
+    /// The id of the rule that fired.
     pub alert_id: String,
+    /// The API key that owns the rule (routing; never a secret).
+    pub owner: String,
     pub venue: Venue,
     pub symbol: Symbol,
     /// Human-readable condition, e.g. `price above 65000`.
     pub condition: String,
+    /// The last price of the symbol when the alert fired.
     pub price: f64,
-    /// Event time of the quote or bar that triggered the alert.
+    /// The value that crossed the rule's threshold when it is not the price: the percent
+    /// move, or the signal's indicator value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Event time of the quote or signal that triggered the alert.
     pub ts_event: TimestampNs,
     pub ts_ingest: TimestampNs,
 }

@@ -99,12 +99,25 @@ fn bar_signal_alert_match_schemas() {
     });
     check(&AlertEvent {
         alert_id: "a-1".into(),
+        owner: "k1".into(),
         venue: Venue::Binance,
         symbol: sym(),
         condition: "price above 65000".into(),
         price: 65_000.5,
+        value: None,
         ts_event: 5,
         ts_ingest: 6,
+    });
+    check(&AlertEvent {
+        alert_id: "a-2".into(),
+        owner: "k1".into(),
+        venue: Venue::Synthetic,
+        symbol: sym(),
+        condition: "signal golden_cross on 1h".into(),
+        price: 64_000.0,
+        value: Some(-12.5),
+        ts_event: 7,
+        ts_ingest: 8,
     });
 }
 

@@ -8,16 +8,20 @@ use pricestream_schemas::{
     Bar, IngestionRun, Interval, Quote, RunStatus, Signal, SignalKind, Symbol, TimestampNs, Venue,
 };
 
+pub mod alerts;
 mod codes;
 pub mod connector_state;
 pub mod error;
 pub mod lake;
 pub mod options;
 pub mod postgres;
+mod postgres_alerts;
 pub mod seasonality;
 pub mod sqlite;
+mod sqlite_alerts;
 
 pub use connector_state::{BackfillJob, BackfillState, ConnectorState, LedgerEntry};
+pub use alerts::AlertStore;
 pub use error::{Result, StoreError};
 pub use lake::Lake;
 pub use options::{StoreOptions, TimescaleConfig, TimescaleMode};
@@ -96,7 +100,7 @@ pub struct ApiKeyRecord {
 
 /// The relational store. Two real implementations (SQLite, PostgreSQL) share this trait.
 #[async_trait]
-pub trait Store: ConnectorState + Send + Sync {
+pub trait Store: ConnectorState + AlertStore + Send + Sync {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;
     /// Fails unless the schema is exactly at this build's version.

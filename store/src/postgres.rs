@@ -54,8 +54,12 @@ fn ns_from_ts(col: &str) -> String {
 /// PostgreSQL implementation of [`Store`].
 #[derive(Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     timescale: TimescaleConfig,
+    /// Ticks when this process changes the alert rules.
+    pub(crate) rules_changed: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    /// Ticks when this process queues webhook deliveries.
+    pub(crate) deliveries_queued: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl PgStore {
@@ -77,6 +81,8 @@ impl PgStore {
         Ok(PgStore {
             pool,
             timescale: opts.timescale.clone(),
+            rules_changed: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
+            deliveries_queued: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 

@@ -22,7 +22,11 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 /// SQLite implementation of [`Store`].
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
+    /// Ticks when this process changes the alert rules.
+    pub(crate) rules_changed: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    /// Ticks when this process queues webhook deliveries.
+    pub(crate) deliveries_queued: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl SqliteStore {
@@ -36,7 +40,11 @@ impl SqliteStore {
             .max_connections(max_connections.max(1))
             .connect_with(opts)
             .await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            rules_changed: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
+            deliveries_queued: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
+        })
     }
 
     pub fn pool(&self) -> &SqlitePool {

@@ -139,6 +139,10 @@ async fn migrations_run_from_empty_and_schema_check_refuses_unmigrated() {
         tables,
         [
             "absent_candles",
+            "alert_deliveries",
+            "alert_delivery_attempts",
+            "alert_rules",
+            "alert_triggers",
             "api_keys",
             "backfill_jobs",
             "bars",
@@ -754,5 +758,23 @@ async fn api_keys_are_found_by_hash_and_revoked_once() {
     let listed = p.store.list_api_keys().await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].revoked_at, Some(DAY0 + 1));
+    p.drop().await;
+}
+
+#[tokio::test]
+async fn alert_rules_contract() {
+    let Some(p) = migrated("alert_rules").await else {
+        return;
+    };
+    common::alerts::rules_contract(&p.store).await;
+    p.drop().await;
+}
+
+#[tokio::test]
+async fn alert_deliveries_contract() {
+    let Some(p) = migrated("alert_deliveries").await else {
+        return;
+    };
+    common::alerts::deliveries_contract(&p.store).await;
     p.drop().await;
 }

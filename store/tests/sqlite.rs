@@ -121,3 +121,17 @@ async fn signals_upsert_by_key_and_query_by_filters_and_range() {
     s.upsert_signals(&[again.clone()]).await.unwrap();
     assert_eq!(s.query_signals(&window).await.unwrap(), [again]);
 }
+
+#[tokio::test]
+async fn alert_rules_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    common::alerts::rules_contract(&s).await;
+}
+
+#[tokio::test]
+async fn alert_deliveries_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    common::alerts::deliveries_contract(&s).await;
+}

@@ -1,6 +1,8 @@
 //! Fixtures shared by the store tests.
 #![allow(dead_code)]
 
+pub mod alerts;
+
 use pricestream_schemas::{
     Bar, Interval, Quote, QuoteKind, Side, Signal, SignalKind, Symbol, Venue,
 };
