@@ -305,6 +305,30 @@ async fn process_loop(
         topic: cfg.kafka.topics.quotes.clone(),
         handle: tokio::runtime::Handle::current(),
     });
+    // alerts: one rule index for every incarnation, kept in step with the store, and the
+    // webhook dispatcher draining the store's delivery queue
+    let stop_alerts = CancellationToken::new();
+    let mut alert_tasks = Vec::new();
+    let alert_rules = if cfg.alerts.enabled {
+        let rules = pricestream_pipeline::alerts::SharedRules::default();
+        let every = Duration::from_millis(cfg.alerts.rules_refresh_ms);
+        let (store, stop, r) = (Arc::clone(&parts.store), stop_alerts.clone(), rules.clone());
+        alert_tasks.push(tokio::spawn(async move {
+            pricestream_pipeline::alerts::refresh_rules(store, r, every, stop).await;
+        }));
+        let dispatcher = pricestream_pipeline::alerts::Dispatcher::new(
+            Arc::clone(&parts.store),
+            cfg.alerts.clone(),
+        )
+        .map_err(anyhow::Error::msg)
+        .context("webhook dispatcher")?;
+        let stop = stop_alerts.clone();
+        alert_tasks.push(tokio::spawn(async move { dispatcher.run(stop).await }));
+        Some(rules)
+    } else {
+        None
+    };
+    let _stop_alerts = stop_alerts.drop_guard();
     let mut incarnation = 0u32;
     loop {
         incarnation += 1;
@@ -370,6 +394,7 @@ async fn process_loop(
         };
         let mut pipeline_cfg = cfg.pipeline.clone();
         pipeline_cfg.keep_quotes = cfg.lake.enabled && cfg.lake.quotes;
+        pipeline_cfg.alert_rules = alert_rules.clone();
         let mut pipeline = {
             let (abort, profiles, progress) = (
                 Arc::clone(&abort),

@@ -165,6 +165,20 @@ fn not_found(id: &str) -> ApiError {
 }
 
 /// `POST /v1/alerts`: creates a rule; the answer carries the webhook secret, once.
+#[utoipa::path(post, path = "/v1/alerts", tag = "alerts",
+    description = "Creates an alert rule owned by the calling key (scope alerts:write); the answer carries the webhook secret, shown only once.",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The rule, with its secret", body = serde_json::Value),
+        (status = 409, description = "An identical active rule of this key exists", body = crate::error::ErrorBody),
+        (status = 400, description = "A parameter or the body is missing, unknown or malformed", body = crate::error::ErrorBody),
+        (status = 401, description = "Credentials missing (when required), unknown, revoked or invalid", body = crate::error::ErrorBody),
+        (status = 403, description = "The credentials lack the scope, or their tier is not configured", body = crate::error::ErrorBody),
+        (status = 429, description = "The tier's rate limit is exhausted", body = crate::error::ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+    ),
+    security((), ("api_key" = []), ("bearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -242,6 +256,18 @@ pub async fn create(
 }
 
 /// `GET /v1/alerts`: the caller's rules, newest first.
+#[utoipa::path(get, path = "/v1/alerts", tag = "alerts",
+    description = "The calling key's alert rules.",
+    responses(
+        (status = 200, description = "Rules", body = serde_json::Value),
+        (status = 400, description = "A parameter or the body is missing, unknown or malformed", body = crate::error::ErrorBody),
+        (status = 401, description = "Credentials missing (when required), unknown, revoked or invalid", body = crate::error::ErrorBody),
+        (status = 403, description = "The credentials lack the scope, or their tier is not configured", body = crate::error::ErrorBody),
+        (status = 429, description = "The tier's rate limit is exhausted", body = crate::error::ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+    ),
+    security((), ("api_key" = []), ("bearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -271,6 +297,20 @@ pub async fn list(
 }
 
 /// `GET /v1/alerts/{id}`
+#[utoipa::path(get, path = "/v1/alerts/{id}", tag = "alerts",
+    description = "One rule of the calling key (another key's rule is 404).",
+    params(("id" = String, Path, description = "Alert rule id")),
+    responses(
+        (status = 200, description = "The rule", body = serde_json::Value),
+        (status = 404, description = "No such rule for this key", body = crate::error::ErrorBody),
+        (status = 400, description = "A parameter or the body is missing, unknown or malformed", body = crate::error::ErrorBody),
+        (status = 401, description = "Credentials missing (when required), unknown, revoked or invalid", body = crate::error::ErrorBody),
+        (status = 403, description = "The credentials lack the scope, or their tier is not configured", body = crate::error::ErrorBody),
+        (status = 429, description = "The tier's rate limit is exhausted", body = crate::error::ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+    ),
+    security((), ("api_key" = []), ("bearer" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -285,6 +325,21 @@ pub async fn get(
 }
 
 /// `DELETE /v1/alerts/{id}`
+#[utoipa::path(delete, path = "/v1/alerts/{id}", tag = "alerts",
+    description = "Deactivates a rule of the calling key (scope alerts:write).",
+    params(("id" = String, Path, description = "Alert rule id")),
+    responses(
+        (status = 200, description = "The deactivated rule", body = serde_json::Value),
+        (status = 204, description = "Deactivated"),
+        (status = 404, description = "No such rule for this key", body = crate::error::ErrorBody),
+        (status = 400, description = "A parameter or the body is missing, unknown or malformed", body = crate::error::ErrorBody),
+        (status = 401, description = "Credentials missing (when required), unknown, revoked or invalid", body = crate::error::ErrorBody),
+        (status = 403, description = "The credentials lack the scope, or their tier is not configured", body = crate::error::ErrorBody),
+        (status = 429, description = "The tier's rate limit is exhausted", body = crate::error::ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+    ),
+    security((), ("api_key" = []), ("bearer" = [])),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -302,6 +357,20 @@ pub async fn delete(
 }
 
 /// `GET /v1/alerts/{id}/deliveries`: every delivery of the rule with every attempt.
+#[utoipa::path(get, path = "/v1/alerts/{id}/deliveries", tag = "alerts",
+    description = "Webhook deliveries of a rule with every attempt (number, status, latency, error).",
+    params(("id" = String, Path, description = "Alert rule id")),
+    responses(
+        (status = 200, description = "Deliveries", body = serde_json::Value),
+        (status = 404, description = "No such rule for this key", body = crate::error::ErrorBody),
+        (status = 400, description = "A parameter or the body is missing, unknown or malformed", body = crate::error::ErrorBody),
+        (status = 401, description = "Credentials missing (when required), unknown, revoked or invalid", body = crate::error::ErrorBody),
+        (status = 403, description = "The credentials lack the scope, or their tier is not configured", body = crate::error::ErrorBody),
+        (status = 429, description = "The tier's rate limit is exhausted", body = crate::error::ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+    ),
+    security((), ("api_key" = []), ("bearer" = [])),
+)]
 pub async fn deliveries(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -325,6 +394,21 @@ pub async fn deliveries(
 
 /// `POST /v1/alerts/{id}/deliveries/{delivery_id}/retry`: a dead-lettered delivery goes
 /// back to pending with a fresh attempt budget.
+#[utoipa::path(post, path = "/v1/alerts/{id}/deliveries/{delivery_id}/retry", tag = "alerts",
+    description = "Queues a dead-lettered delivery again (scope alerts:write).",
+    params(("id" = String, Path, description = "Alert rule id"), ("delivery_id" = String, Path, description = "Delivery id")),
+    responses(
+        (status = 202, description = "Queued again", body = serde_json::Value),
+        (status = 404, description = "No such rule or delivery for this key", body = crate::error::ErrorBody),
+        (status = 409, description = "The delivery is not dead-lettered", body = crate::error::ErrorBody),
+        (status = 400, description = "A parameter or the body is missing, unknown or malformed", body = crate::error::ErrorBody),
+        (status = 401, description = "Credentials missing (when required), unknown, revoked or invalid", body = crate::error::ErrorBody),
+        (status = 403, description = "The credentials lack the scope, or their tier is not configured", body = crate::error::ErrorBody),
+        (status = 429, description = "The tier's rate limit is exhausted", body = crate::error::ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+    ),
+    security((), ("api_key" = []), ("bearer" = [])),
+)]
 pub async fn retry(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,

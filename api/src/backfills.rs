@@ -48,6 +48,19 @@ fn view(job: &BackfillJob) -> Value {
 }
 
 /// `POST /v1/backfills`: queues a job; answers 202 with its id.
+#[utoipa::path(post, path = "/v1/backfills", tag = "operations",
+    description = "Queues a venue backfill job (scope admin); answers 202 with its id.",
+    request_body(content = serde_json::Value, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Queued", body = serde_json::Value),
+        (status = 400, description = "A parameter or the body is missing, unknown or malformed", body = crate::error::ErrorBody),
+        (status = 401, description = "Credentials missing (when required), unknown, revoked or invalid", body = crate::error::ErrorBody),
+        (status = 403, description = "The credentials lack the scope, or their tier is not configured", body = crate::error::ErrorBody),
+        (status = 429, description = "The tier's rate limit is exhausted", body = crate::error::ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+    ),
+    security((), ("api_key" = []), ("bearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     principal: Option<Extension<Principal>>,
@@ -111,6 +124,20 @@ pub async fn create(
 }
 
 /// `GET /v1/backfills/{id}`: a job's state and progress.
+#[utoipa::path(get, path = "/v1/backfills/{id}", tag = "operations",
+    description = "A backfill job: state and progress in percent.",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job", body = serde_json::Value),
+        (status = 404, description = "No such job", body = crate::error::ErrorBody),
+        (status = 400, description = "A parameter or the body is missing, unknown or malformed", body = crate::error::ErrorBody),
+        (status = 401, description = "Credentials missing (when required), unknown, revoked or invalid", body = crate::error::ErrorBody),
+        (status = 403, description = "The credentials lack the scope, or their tier is not configured", body = crate::error::ErrorBody),
+        (status = 429, description = "The tier's rate limit is exhausted", body = crate::error::ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+    ),
+    security((), ("api_key" = []), ("bearer" = [])),
+)]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>> {
     match state.store.backfill(&id).await? {
         Some(job) => Ok(Json(json!({ "backfill": view(&job) }))),

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use pricestream_pipeline::sink::ResultPublisher;
-use pricestream_schemas::{codec, Bar, Signal};
+use pricestream_schemas::{codec, AlertEvent, Bar, Signal};
 use pricestream_store::DeadLetter;
 
 use crate::{Message, Producer, Topics};
@@ -50,6 +50,22 @@ impl ResultPublisher for KafkaResults {
             .collect();
         self.producer
             .send_all(&self.topics.signals, &msgs)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn alerts(&self, alerts: &[AlertEvent]) -> Result<(), String> {
+        let msgs: Vec<Message> = alerts
+            .iter()
+            .map(|a| Message {
+                key: a.alert_id.as_bytes().to_vec(),
+                partition: None,
+                payload: codec::encode(a),
+                headers: Vec::new(),
+            })
+            .collect();
+        self.producer
+            .send_all(&self.topics.alerts, &msgs)
             .await
             .map_err(|e| e.to_string())
     }

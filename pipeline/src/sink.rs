@@ -73,6 +73,10 @@ pub trait ResultPublisher: Send + Sync {
     async fn bars(&self, bars: &[Bar]) -> std::result::Result<(), String>;
     async fn signals(&self, signals: &[Signal]) -> std::result::Result<(), String>;
     async fn dead_letters(&self, dead: &[DeadLetter]) -> std::result::Result<(), String>;
+    async fn alerts(
+        &self,
+        alerts: &[pricestream_schemas::AlertEvent],
+    ) -> std::result::Result<(), String>;
 }
 
 /// Optional parts of the sink beyond the store and the lake.
@@ -258,6 +262,11 @@ pub async fn run_sink_with(
             stats.dead_letters += dead.len() as u64;
         }
         if !batch.alerts.is_empty() {
+            // every trigger of the batch, replays included (consumers key on alert id +
+            // time): a crash between the store and the topic must not lose one
+            if let Some(p) = &hooks.publisher {
+                publish_results("publish_alerts", || p.alerts(&batch.alerts)).await?;
+            }
             let fresh = record_alerts(&store, batch.alerts).await?;
             metrics::counter!(m::ALERT_TRIGGERS).increment(fresh.len() as u64);
             stats.alerts += fresh.len() as u64;

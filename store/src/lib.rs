@@ -20,8 +20,8 @@ pub mod seasonality;
 pub mod sqlite;
 mod sqlite_alerts;
 
-pub use connector_state::{BackfillJob, BackfillState, ConnectorState, LedgerEntry};
 pub use alerts::AlertStore;
+pub use connector_state::{BackfillJob, BackfillState, ConnectorState, LedgerEntry};
 pub use error::{Result, StoreError};
 pub use lake::Lake;
 pub use options::{StoreOptions, TimescaleConfig, TimescaleMode};
