@@ -152,72 +152,79 @@ struct ProcessParts {
     progress: Arc<Progress>,
 }
 
+/// What `process` and `run` (with a broker) share: the store, the topics, the live hub and
+/// progress, the API, and the signal handler.
+struct Processor {
+    parts: ProcessParts,
+    shutdown: CancellationToken,
+    fatal: CancellationToken,
+    signal: tokio::task::JoinHandle<()>,
+    stop_api: CancellationToken,
+    api: Task<()>,
+}
+
+impl Processor {
+    async fn start(cfg: &Config) -> anyhow::Result<Processor> {
+        require_kafka(cfg)?;
+        let metrics = install_metrics()?;
+        let store = open_store(cfg, cfg.store.auto_migrate).await?;
+        pricestream_kafka::ensure_topics(&cfg.kafka)
+            .await
+            .context("creating the Kafka topics")?;
+        let shutdown = CancellationToken::new();
+        let fatal = CancellationToken::new();
+        let signal = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                shutdown.cancel();
+            })
+        };
+        let parts = process_parts(cfg, store);
+        let stop_api = CancellationToken::new();
+        let api = start_api(
+            cfg,
+            app_state(cfg, &parts, metrics),
+            stop_api.clone(),
+            &fatal,
+        )
+        .await?;
+        Ok(Processor {
+            parts,
+            shutdown,
+            fatal,
+            signal,
+            stop_api,
+            api,
+        })
+    }
+
+    /// Stops the API and the signal handler; `r` is the processing result.
+    async fn finish(self, r: anyhow::Result<()>) -> anyhow::Result<()> {
+        self.signal.abort();
+        self.stop_api.cancel();
+        let api_result = self.api.join().await;
+        r.and(api_result)
+    }
+}
+
 /// `pricestream process`
 pub async fn process(cfg: Config, opts: ProcessOptions) -> anyhow::Result<()> {
-    require_kafka(&cfg)?;
-    let metrics = install_metrics()?;
-    let store = open_store(&cfg, cfg.store.auto_migrate).await?;
-    pricestream_kafka::ensure_topics(&cfg.kafka)
-        .await
-        .context("creating the Kafka topics")?;
-    let shutdown = CancellationToken::new();
-    let fatal = CancellationToken::new();
-    let signal = {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            shutdown.cancel();
-        })
-    };
-    let parts = process_parts(&cfg, store);
-    let stop_api = CancellationToken::new();
-    let api = start_api(
-        &cfg,
-        app_state(&cfg, &parts, metrics),
-        stop_api.clone(),
-        &fatal,
-    )
-    .await?;
+    let p = Processor::start(&cfg).await?;
     let r = tokio::select! {
-        r = process_loop(&cfg, &parts, shutdown.clone(), opts) => r,
-        _ = fatal.cancelled() => Err(anyhow::anyhow!("the API failed")),
+        r = process_loop(&cfg, &p.parts, p.shutdown.clone(), opts) => r,
+        _ = p.fatal.cancelled() => Err(anyhow::anyhow!("the API failed")),
     };
-    signal.abort();
-    stop_api.cancel();
-    let api_result = api.join().await;
-    r.and(api_result)
+    p.finish(r).await
 }
 
 /// `pricestream run` with a broker: connectors publish to Kafka and this process consumes
 /// them too (other `process` instances in the same group share the partitions).
 pub async fn run_all(cfg: Config) -> anyhow::Result<()> {
-    require_kafka(&cfg)?;
-    let metrics = install_metrics()?;
-    let store = open_store(&cfg, cfg.store.auto_migrate).await?;
-    pricestream_kafka::ensure_topics(&cfg.kafka)
-        .await
-        .context("creating the Kafka topics")?;
-    let shutdown = CancellationToken::new();
-    let fatal = CancellationToken::new();
-    let signal = {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            shutdown.cancel();
-        })
-    };
-    let parts = process_parts(&cfg, Arc::clone(&store));
-    let stop_api = CancellationToken::new();
-    let api = start_api(
-        &cfg,
-        app_state(&cfg, &parts, metrics),
-        stop_api.clone(),
-        &fatal,
-    )
-    .await?;
+    let p = Processor::start(&cfg).await?;
     let ingest = {
-        let (cfg, store, stop) = (cfg.clone(), Arc::clone(&store), shutdown.clone());
-        Task::spawn("ingest", &fatal, async move {
+        let (cfg, store, stop) = (cfg.clone(), Arc::clone(&p.parts.store), p.shutdown.clone());
+        Task::spawn("ingest", &p.fatal, async move {
             let n = ingest_until(&cfg, &store, stop).await?;
             tracing::info!(
                 quotes = n,
@@ -227,18 +234,12 @@ pub async fn run_all(cfg: Config) -> anyhow::Result<()> {
         })
     };
     let r = tokio::select! {
-        r = process_loop(&cfg, &parts, shutdown.clone(), ProcessOptions::default()) => r,
-        _ = fatal.cancelled() => {
-            shutdown.cancel();
-            Err(anyhow::anyhow!("a task failed"))
-        }
+        r = process_loop(&cfg, &p.parts, p.shutdown.clone(), ProcessOptions::default()) => r,
+        _ = p.fatal.cancelled() => Err(anyhow::anyhow!("a task failed")),
     };
-    shutdown.cancel();
+    p.shutdown.cancel();
     let ingest_result = ingest.join().await.map(|_| ());
-    signal.abort();
-    stop_api.cancel();
-    let api_result = api.join().await;
-    r.and(ingest_result).and(api_result)
+    p.finish(r.and(ingest_result)).await
 }
 
 fn process_parts(cfg: &Config, store: Arc<dyn Store>) -> ProcessParts {
