@@ -267,6 +267,7 @@ fn app_state(
             stall_after: Duration::from_millis(
                 u64::try_from(cfg.pipeline.stall_timeout_ms).unwrap_or(u64::MAX),
             ),
+            broker: broker_check(cfg),
         }),
         live: Some(pricestream_api::stream::LiveStream::new(
             parts.live.clone(),
@@ -445,6 +446,17 @@ async fn process_loop(
                 tracing::info!("partitions were revoked; rebuilding from the committed offsets");
             }
             Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// `/health/ready` asks the broker for the quotes topic's metadata (2 s timeout).
+fn broker_check(cfg: &Config) -> Option<pricestream_api::BrokerCheck> {
+    match pricestream_kafka::admin::BrokerCheck::new(&cfg.kafka) {
+        Ok(check) => Some(Arc::new(move || check.check(Duration::from_secs(2)))),
+        Err(e) => {
+            tracing::warn!(error = %e, "no broker readiness check");
+            None
         }
     }
 }

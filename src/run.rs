@@ -400,6 +400,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 stall_after: Duration::from_millis(
                     u64::try_from(cfg.pipeline.stall_timeout_ms).unwrap_or(u64::MAX),
                 ),
+                broker: None,
             }),
             live: Some(pricestream_api::stream::LiveStream::new(
                 live_hub.clone(),

@@ -45,7 +45,12 @@ pub struct PipelineHealth {
     /// How long the watermark may stand still while quotes arrive (and a worker may go
     /// without polling) before the process is not ready.
     pub stall_after: Duration,
+    /// The message broker the pipeline reads from, when there is one (blocking check).
+    pub broker: Option<BrokerCheck>,
 }
+
+/// A blocking liveness check of the broker: `Err` carries the reason.
+pub type BrokerCheck = Arc<dyn Fn() -> std::result::Result<(), String> + Send + Sync>;
 
 /// Settings of the API (section `[api]`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -84,6 +84,13 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Val
             "watermark_unchanged_secs": report.watermark_unchanged_secs,
             "last_quote_secs": report.last_quote_secs,
         });
+        if let Some(check) = p.broker.clone() {
+            tokio::task::spawn_blocking(move || check())
+                .await
+                .map_err(|e| ApiError::Internal(format!("broker check: {e}")))?
+                .map_err(|e| ApiError::Unavailable(format!("broker: {e}")))?;
+            checks["broker"] = json!("ok");
+        }
     }
     Ok(Json(json!({ "status": "ready", "checks": checks })))
 }

@@ -72,6 +72,7 @@ async fn ready_reports_a_progressing_pipeline_and_fails_on_a_stuck_watermark() {
     let health = PipelineHealth {
         progress: Arc::clone(&progress),
         stall_after: Duration::from_secs(30),
+        broker: None,
     };
     let st = state(&dir, Some(health)).await;
 
@@ -95,6 +96,7 @@ async fn ready_reports_a_progressing_pipeline_and_fails_on_a_stuck_watermark() {
         Some(PipelineHealth {
             progress: stuck,
             stall_after: Duration::from_secs(30),
+            broker: None,
         }),
     )
     .await;
@@ -120,6 +122,7 @@ async fn st_for_live(dir: &tempfile::TempDir) -> AppState {
         Some(PipelineHealth {
             progress: p,
             stall_after: Duration::from_secs(1),
+            broker: None,
         }),
     )
     .await
@@ -137,4 +140,31 @@ async fn request_ids_are_echoed_or_made() {
     let (status, id, _) = get(st, "/no/such/route", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(id.unwrap().len(), 32);
+}
+
+#[tokio::test]
+async fn ready_includes_the_broker_when_there_is_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemClock.now_ns();
+    let progress = Arc::new(Progress::new(1, now - 120 * S));
+    progress.observe_frontier(1_763_683_200 * S, now - S);
+    progress.quotes_read(0, now);
+    let with = |broker: pricestream_api::BrokerCheck| PipelineHealth {
+        progress: Arc::clone(&progress),
+        stall_after: Duration::from_secs(30),
+        broker: Some(broker),
+    };
+    let up = state(&dir, Some(with(Arc::new(|| Ok(()))))).await;
+    let (status, _, body) = get(up, "/health/ready", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["checks"]["broker"], "ok");
+    let down = state(
+        &dir,
+        Some(with(Arc::new(|| Err("connection refused".to_string())))),
+    )
+    .await;
+    let (status, _, body) = get(down, "/health/ready", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("broker: connection refused"), "{msg}");
 }
