@@ -20,54 +20,45 @@ impl KafkaResults {
     }
 }
 
+impl KafkaResults {
+    /// Encodes every event in the wire format, keyed by `key`, and produces them to `topic`.
+    async fn send_events<T: codec::WireEvent>(
+        &self,
+        topic: &str,
+        events: &[T],
+        key: impl Fn(&T) -> &str,
+    ) -> Result<(), String> {
+        let msgs: Vec<Message> = events
+            .iter()
+            .map(|e| Message {
+                key: key(e).as_bytes().to_vec(),
+                partition: None,
+                payload: codec::encode(e),
+                headers: Vec::new(),
+            })
+            .collect();
+        self.producer
+            .send_all(topic, &msgs)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
 #[async_trait]
 impl ResultPublisher for KafkaResults {
     async fn bars(&self, bars: &[Bar]) -> Result<(), String> {
-        let msgs: Vec<Message> = bars
-            .iter()
-            .map(|b| Message {
-                key: b.symbol.as_str().as_bytes().to_vec(),
-                partition: None,
-                payload: codec::encode(b),
-                headers: Vec::new(),
-            })
-            .collect();
-        self.producer
-            .send_all(&self.topics.bars, &msgs)
+        self.send_events(&self.topics.bars, bars, |b| b.symbol.as_str())
             .await
-            .map_err(|e| e.to_string())
     }
 
     async fn signals(&self, signals: &[Signal]) -> Result<(), String> {
-        let msgs: Vec<Message> = signals
-            .iter()
-            .map(|s| Message {
-                key: s.symbol.as_str().as_bytes().to_vec(),
-                partition: None,
-                payload: codec::encode(s),
-                headers: Vec::new(),
-            })
-            .collect();
-        self.producer
-            .send_all(&self.topics.signals, &msgs)
+        self.send_events(&self.topics.signals, signals, |s| s.symbol.as_str())
             .await
-            .map_err(|e| e.to_string())
     }
 
     async fn alerts(&self, alerts: &[AlertEvent]) -> Result<(), String> {
-        let msgs: Vec<Message> = alerts
-            .iter()
-            .map(|a| Message {
-                key: a.alert_id.as_bytes().to_vec(),
-                partition: None,
-                payload: codec::encode(a),
-                headers: Vec::new(),
-            })
-            .collect();
-        self.producer
-            .send_all(&self.topics.alerts, &msgs)
+        self.send_events(&self.topics.alerts, alerts, |a| a.alert_id.as_str())
             .await
-            .map_err(|e| e.to_string())
     }
 
     /// The original payload, byte for byte, with the reason and origin in headers.

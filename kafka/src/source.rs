@@ -226,6 +226,43 @@ impl CommitTracker {
         out
     }
 
+    /// Records one poll: `records` (partition, offset, event time) in read order, read at
+    /// dataflow input time `t_in`, and each partition's next offset after it.
+    fn record_poll(
+        &self,
+        t_in: u64,
+        records: &[(i32, i64, i64)],
+        mut positions: BTreeMap<i32, ReadPos>,
+    ) {
+        let Ok(mut st) = self.inner.lock() else {
+            return;
+        };
+        let st = &mut *st;
+        for &(p, offset, ts) in records {
+            let b = self.bucket(ts);
+            let t = st.parts.entry(p).or_default();
+            let before = t.max_event;
+            if t.last_bucket != Some(b) {
+                // a record of a bucket final before the restart is late: no replay can
+                // need it
+                if t.resume.is_none_or(|r| b >= r.skip_before) {
+                    t.open.entry(b).or_insert((offset, before));
+                }
+                t.last_bucket = Some(b);
+            }
+            t.max_event = Some(before.map_or(ts, |m| m.max(ts)));
+        }
+        for (p, pos) in positions.iter_mut() {
+            let t = st.parts.entry(*p).or_default();
+            t.next = pos.0;
+            pos.1 = t.max_event;
+        }
+        match st.polls.back_mut() {
+            Some((t, parts)) if *t == t_in => parts.extend(positions),
+            _ => st.polls.push_back((t_in, positions)),
+        }
+    }
+
     /// Offsets that could not be committed: the next call offers them again.
     fn rollback(&self, offsets: &[(i32, i64, Resume)]) {
         if let Ok(mut st) = self.inner.lock() {
@@ -616,33 +653,8 @@ impl QuoteSource for KafkaSource {
             if skipped > 0 {
                 metrics::counter!(m::REPLAY_SKIPPED).increment(skipped);
             }
-            let t_in = self.input_time;
-            if let Ok(mut st) = self.tracker.inner.lock() {
-                let st = &mut *st;
-                for (p, offset, ts) in tracked {
-                    let b = ts - ts.rem_euclid(self.tracker.horizon);
-                    let t = st.parts.entry(p).or_default();
-                    let before = t.max_event;
-                    if t.last_bucket != Some(b) {
-                        // a record of a bucket final before the restart is late: no replay
-                        // can need it
-                        if t.resume.is_none_or(|r| b >= r.skip_before) {
-                            t.open.entry(b).or_insert((offset, before));
-                        }
-                        t.last_bucket = Some(b);
-                    }
-                    t.max_event = Some(before.map_or(ts, |m| m.max(ts)));
-                }
-                for (p, pos) in positions.iter_mut() {
-                    let t = st.parts.entry(*p).or_default();
-                    t.next = pos.0;
-                    pos.1 = t.max_event;
-                }
-                match st.polls.back_mut() {
-                    Some((t, parts)) if *t == t_in => parts.extend(positions),
-                    _ => st.polls.push_back((t_in, positions)),
-                }
-            }
+            self.tracker
+                .record_poll(self.input_time, &tracked, positions);
         }
         if self.stop_at_end
             && got == 0
@@ -728,21 +740,11 @@ mod tests {
     const MIN: i64 = 60_000_000_000;
 
     fn feed(t: &CommitTracker, t_in: u64, records: &[(i32, i64, i64)]) {
-        let mut st = t.inner.lock().unwrap();
-        let st = &mut *st;
-        let mut positions = BTreeMap::new();
-        for &(p, offset, ts) in records {
-            let b = ts - ts.rem_euclid(t.horizon);
-            let pt = st.parts.entry(p).or_default();
-            let before = pt.max_event;
-            if pt.last_bucket != Some(b) {
-                pt.open.entry(b).or_insert((offset, before));
-                pt.last_bucket = Some(b);
-            }
-            pt.max_event = Some(before.map_or(ts, |m| m.max(ts)));
-            positions.insert(p, (offset + 1, pt.max_event));
-        }
-        st.polls.push_back((t_in, positions));
+        let positions = records
+            .iter()
+            .map(|&(p, offset, _)| (p, (offset + 1, None)))
+            .collect();
+        t.record_poll(t_in, records, positions);
     }
 
     #[test]
