@@ -16,3 +16,14 @@ const stop = async () => {
 };
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
+// A client that exits without closing its connection (a process ending with an open
+// pool) resets the socket; that is the client's business, not a reason for the server
+// to die under the next client. Anything else still ends the server.
+process.on('uncaughtException', (e) => {
+  if (e && (e.code === 'ECONNRESET' || e.code === 'EPIPE')) {
+    console.error(`client connection ended abruptly (${e.code}); still serving`);
+    return;
+  }
+  console.error(e);
+  process.exit(1);
+});
