@@ -397,6 +397,7 @@ async fn process_loop(
         let mut pipeline_cfg = cfg.pipeline.clone();
         pipeline_cfg.keep_quotes = cfg.lake.enabled && cfg.lake.quotes;
         pipeline_cfg.alert_rules = alert_rules.clone();
+        pipeline_cfg.source_topic = cfg.kafka.topics.quotes.clone();
         let mut pipeline = {
             let (abort, profiles, progress) = (
                 Arc::clone(&abort),
@@ -470,11 +471,13 @@ struct StoreCheckpoints {
 }
 
 impl CheckpointStore for StoreCheckpoints {
-    fn load(&self, partition: i32) -> Option<(i64, String)> {
-        match self.handle.block_on(
-            self.store
-                .load_checkpoint(&self.group, &self.topic, partition),
-        ) {
+    fn load(&self, partition: i32, offset: i64) -> Option<String> {
+        match self.handle.block_on(self.store.load_checkpoint(
+            &self.group,
+            &self.topic,
+            partition,
+            offset,
+        )) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(partition, error = %e, "cannot read the checkpoint; the partition is replayed without skipping");
@@ -492,6 +495,17 @@ impl CheckpointStore for StoreCheckpoints {
                 SystemClock.now_ns(),
             ))
             .map_err(|e| e.to_string())
+    }
+
+    fn prune(&self, committed: &[(i32, i64)]) {
+        if let Err(e) = self.handle.block_on(self.store.prune_checkpoints(
+            &self.group,
+            &self.topic,
+            committed,
+        )) {
+            // harmless: older rows are only looked up for older offsets
+            tracing::warn!(error = %e, "cannot prune old checkpoints");
+        }
     }
 }
 

@@ -117,8 +117,10 @@ fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("PRICESTREAM_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    // colours only on a terminal: a log file or a collector gets plain text
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),

@@ -69,6 +69,11 @@ pub trait QuoteSource: Send {
     /// Partitions assigned since the last call (sources whose assignment arrives after
     /// they start, like a consumer group's): each holds the watermark back until it has
     /// delivered or gone idle, exactly like the partitions known at start. Drained.
+    /// Whether everything of `partition` available so far has been read, so a quiet
+    /// partition may count as idle (a log-based source with a backlog says no).
+    fn caught_up(&self, _partition: u32) -> bool {
+        true
+    }
     fn take_new_partitions(&mut self) -> Vec<u32> {
         Vec::new()
     }

@@ -368,6 +368,11 @@ impl Committer {
             Ok(()) => {
                 metrics::counter!(m::COMMITS, "outcome" => "ok").increment(1);
                 tracing::debug!(partitions = offsets.len(), "offsets committed");
+                if let Some(cp) = &self.checkpoints {
+                    let committed: Vec<(i32, i64)> =
+                        offsets.iter().map(|(p, o, _)| (*p, *o)).collect();
+                    cp.prune(&committed);
+                }
                 Ok(offsets.len())
             }
             Err(e) => {
@@ -382,12 +387,16 @@ impl Committer {
 }
 
 /// Where replay metadata is kept beside Kafka's committed offsets (brokers differ in
-/// whether they keep commit metadata; the store always does). Saved before the offsets
-/// are committed, so the metadata is never older than the committed offset.
+/// whether they keep commit metadata; the store always does). Saved per offset before
+/// that offset is committed, and looked up by the exact offset Kafka holds: a save whose
+/// commit never landed (refused after a rebalance, or a crash in between) is never taken
+/// for the rules of an older offset.
 pub trait CheckpointStore: Send + Sync {
-    /// (next offset, metadata) of a partition.
-    fn load(&self, partition: i32) -> Option<(i64, String)>;
+    /// The metadata saved for exactly `offset` of `partition`.
+    fn load(&self, partition: i32, offset: i64) -> Option<String>;
     fn save(&self, checkpoints: &[(i32, i64, String)]) -> std::result::Result<(), String>;
+    /// Forgets the metadata of offsets below these newly committed ones.
+    fn prune(&self, committed: &[(i32, i64)]);
 }
 
 /// Loads the final bars of a partition's symbols from before `before` (event time), for
@@ -484,11 +493,9 @@ impl KafkaSource {
         {
             Ok(c) => match c.find_partition(&self.topic, partition) {
                 Some(e) => match (&self.checkpoints, e.offset()) {
-                    // the saved checkpoint goes with a committed offset at or before it
                     (Some(cp), Offset::Offset(committed)) => cp
-                        .load(partition)
-                        .filter(|(offset, _)| *offset >= committed)
-                        .and_then(|(_, m)| Resume::decode(&m)),
+                        .load(partition, committed)
+                        .and_then(|m| Resume::decode(&m)),
                     (Some(_), _) => None,
                     (None, _) => Resume::decode(e.metadata()),
                 },
@@ -656,10 +663,12 @@ impl QuoteSource for KafkaSource {
             self.tracker
                 .record_poll(self.input_time, &tracked, positions);
         }
+        // finished only when every assigned partition said it is at its end (one whose
+        // first fetch has not come back yet is not)
         if self.stop_at_end
             && got == 0
-            && !self.at_end.is_empty()
-            && self.at_end.values().all(|e| *e)
+            && !self.known.is_empty()
+            && self.known.iter().all(|p| self.at_end.get(p) == Some(&true))
             && self.last_message.elapsed() > Duration::from_millis(500)
         {
             return Ok(SourceState::Finished);
@@ -692,6 +701,15 @@ impl QuoteSource for KafkaSource {
 
     fn take_new_partitions(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.new_parts)
+    }
+
+    /// Only a partition that reached its end (the broker said so) may be idle: one still
+    /// catching up must not be overtaken by the others' watermark.
+    fn caught_up(&self, partition: u32) -> bool {
+        self.at_end
+            .get(&(partition as i32))
+            .copied()
+            .unwrap_or(false)
     }
 }
 

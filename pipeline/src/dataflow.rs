@@ -145,6 +145,11 @@ pub fn run_with_control(
     let signal_params = cfg.signals.clone();
     let seasonal = cfg.seasonal;
     let keep_quotes = cfg.keep_quotes;
+    let source_topic = if cfg.source_topic.is_empty() {
+        topics::QUOTES.to_string()
+    } else {
+        cfg.source_topic.clone()
+    };
     let alert_rules = cfg.alert_rules.clone().unwrap_or_default();
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
@@ -167,6 +172,7 @@ pub fn run_with_control(
         let mut last_reported_minute: Option<u64> = Some(0);
         let rollup_intervals = rollup_intervals.clone();
         let signal_params = signal_params.clone();
+        let source_topic = source_topic.clone();
         let profiles = Arc::clone(&profiles);
         // Alerts fired on this worker, taken by its sink operator like `raw_quotes`.
         let worker_alerts = Rc::new(RefCell::new(WorkerAlerts::new(alert_rules.clone())));
@@ -213,7 +219,7 @@ pub fn run_with_control(
                                                 Admit::Late => {
                                                     metrics::counter!(m::LATE_EVENTS).increment(1);
                                                     now_out.push(Output::Dead(DeadLetter {
-                                                        topic: topics::QUOTES.to_string(),
+                                                        topic: source_topic.clone(),
                                                         reason: "late".into(),
                                                         error: format!(
                                                             "event time {} is past the allowed lateness (watermark {})",
@@ -233,7 +239,7 @@ pub fn run_with_control(
                                         Record::Warm(bar) => now_out.push(Output::Warm(bar)),
                                         Record::Rejected { reason, error, payload, partition, offset } => {
                                             now_out.push(Output::Dead(DeadLetter {
-                                                topic: topics::QUOTES.to_string(),
+                                                topic: source_topic.clone(),
                                                 reason,
                                                 error,
                                                 payload,
@@ -459,7 +465,7 @@ pub fn run_with_control(
                 progress.heartbeat(index, now);
             }
             wm.publish(&shared);
-            let w = to_time(wm.advance(now, &shared));
+            let w = to_time(wm.advance_with(now, &shared, |p| source.caught_up(p)));
             if w > *input.time() {
                 input.advance_to(w);
             }

@@ -53,6 +53,10 @@ pub struct PipelineConfig {
     /// [`alerts::refresh_rules`]); `None`: no alerts. Set by the process, not configured.
     #[serde(skip)]
     pub alert_rules: Option<alerts::SharedRules>,
+    /// The topic dead letters name as their source (`quotes.v1` when empty); set by the
+    /// process from the Kafka configuration, not configured here.
+    #[serde(skip)]
+    pub source_topic: String,
     /// Readiness fails when quotes keep arriving but the watermark has not advanced for
     /// this long, or when a worker has not polled its source for this long.
     pub stall_timeout_ms: i64,
@@ -77,6 +81,7 @@ impl Default for PipelineConfig {
             seasonal: signals::SeasonalParams::default(),
             keep_quotes: true,
             alert_rules: None,
+            source_topic: String::new(),
             stall_timeout_ms: 30_000,
             signal_warmup_bars: 5_000,
         }

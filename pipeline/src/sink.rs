@@ -311,7 +311,7 @@ pub async fn run_sink_with(
             }
         }
         // compact finished days
-        let day = before - before.rem_euclid(DAY_NS);
+        let day = before.saturating_sub(before.rem_euclid(DAY_NS));
         if day > compacted_before {
             compacted_before = day;
             if let Some(done) = with_lake(&mut lake, move |l| l.compact(before)).await? {

@@ -137,10 +137,23 @@ impl WatermarkTracker {
 
     /// The worker's watermark at processing time `now` (never decreases).
     pub fn advance(&mut self, now: TimestampNs, shared: &SharedProgress) -> TimestampNs {
+        self.advance_with(now, shared, |_| true)
+    }
+
+    /// [`WatermarkTracker::advance`] where only partitions for which `caught_up` holds may
+    /// count as idle: a partition with unread input (a consumer catching up on a backlog,
+    /// or one whose first fetch is slow) holds the watermark back however long it is quiet,
+    /// so its events are not overtaken.
+    pub fn advance_with(
+        &mut self,
+        now: TimestampNs,
+        shared: &SharedProgress,
+        caught_up: impl Fn(u32) -> bool,
+    ) -> TimestampNs {
         let mut min_active: Option<TimestampNs> = None;
         let mut blocked = false;
-        for p in self.parts.values() {
-            let idle = now.saturating_sub(p.last_active) >= self.idle_timeout;
+        for (id, p) in &self.parts {
+            let idle = now.saturating_sub(p.last_active) >= self.idle_timeout && caught_up(*id);
             match (p.max_event, idle) {
                 (Some(m), false) => {
                     let wm = m.saturating_sub(self.delay);
@@ -184,6 +197,20 @@ mod tests {
     use super::*;
 
     const S: i64 = 1_000_000_000;
+
+    #[test]
+    fn a_partition_with_unread_input_is_never_idle() {
+        let shared = SharedProgress::new(0);
+        let mut wm = WatermarkTracker::new(&[0, 1], 2 * S, 3 * S, 0);
+        wm.observe_local(0, 100 * S, S);
+        wm.observe_local(1, 50 * S, S);
+        wm.publish(&shared);
+        // partition 1 is quiet for long, but not at its end: it holds the watermark
+        assert_eq!(wm.advance_with(10 * S, &shared, |p| p != 1), 48 * S);
+        // once caught up, its quiet makes it idle (and with every partition quiet, the
+        // watermark moves on with the clock)
+        assert!(wm.advance_with(10 * S, &shared, |_| true) >= 98 * S);
+    }
 
     #[test]
     fn watermark_is_min_of_active_partitions_minus_delay() {

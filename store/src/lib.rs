@@ -134,8 +134,8 @@ pub trait Store: ConnectorState + AlertStore + Send + Sync {
     /// The key with this secret hash, revoked or not.
     async fn find_api_key(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>>;
 
-    /// Saves where a consumer group resumes partitions of a topic: (partition, next
-    /// offset, replay metadata) each.
+    /// Saves the replay rules of a consumer group's partitions, one row per (partition,
+    /// next offset), before that offset is committed.
     async fn save_checkpoints(
         &self,
         group: &str,
@@ -143,13 +143,21 @@ pub trait Store: ConnectorState + AlertStore + Send + Sync {
         checkpoints: &[(i32, i64, String)],
         at: TimestampNs,
     ) -> Result<()>;
-    /// The saved checkpoint of one partition: (next offset, metadata).
+    /// Drops the rows of offsets below each partition's newly committed one.
+    async fn prune_checkpoints(
+        &self,
+        group: &str,
+        topic: &str,
+        committed: &[(i32, i64)],
+    ) -> Result<()>;
+    /// The rules saved for exactly this committed offset of a partition.
     async fn load_checkpoint(
         &self,
         group: &str,
         topic: &str,
         partition: i32,
-    ) -> Result<Option<(i64, String)>>;
+        offset: i64,
+    ) -> Result<Option<String>>;
 }
 
 /// Opens the store named by `url` (`sqlite://path` or `postgres://…`) with default pool

@@ -847,8 +847,8 @@ impl Store for PgStore {
             sqlx::query(
                 "INSERT INTO stream_checkpoints (consumer_group, topic, partition, next_offset, metadata, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET \
-                 next_offset = excluded.next_offset, metadata = excluded.metadata, updated_at = excluded.updated_at",
+                 ON CONFLICT (consumer_group, topic, partition, next_offset) DO UPDATE SET \
+                 metadata = excluded.metadata, updated_at = excluded.updated_at",
             )
             .bind(group)
             .bind(topic)
@@ -863,22 +863,47 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn prune_checkpoints(
+        &self,
+        group: &str,
+        topic: &str,
+        committed: &[(i32, i64)],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (partition, offset) in committed {
+            sqlx::query(
+                "DELETE FROM stream_checkpoints \
+                 WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND next_offset < $4",
+            )
+            .bind(group)
+            .bind(topic)
+            .bind(*partition)
+            .bind(*offset)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn load_checkpoint(
         &self,
         group: &str,
         topic: &str,
         partition: i32,
-    ) -> Result<Option<(i64, String)>> {
-        let row: Option<(i64, String)> = sqlx::query_as(
-            "SELECT next_offset, metadata FROM stream_checkpoints \
-             WHERE consumer_group = $1 AND topic = $2 AND partition = $3",
+        offset: i64,
+    ) -> Result<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT metadata FROM stream_checkpoints \
+             WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND next_offset = $4",
         )
         .bind(group)
         .bind(topic)
         .bind(partition)
+        .bind(offset)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row)
+        Ok(row.map(|(m,)| m))
     }
 }
 

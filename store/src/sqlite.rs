@@ -517,8 +517,8 @@ impl Store for SqliteStore {
             sqlx::query(
                 "INSERT INTO stream_checkpoints (consumer_group, topic, partition, next_offset, metadata, updated_at) \
                  VALUES (?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET \
-                 next_offset = excluded.next_offset, metadata = excluded.metadata, updated_at = excluded.updated_at",
+                 ON CONFLICT (consumer_group, topic, partition, next_offset) DO UPDATE SET \
+                 metadata = excluded.metadata, updated_at = excluded.updated_at",
             )
             .bind(group)
             .bind(topic)
@@ -533,21 +533,46 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn prune_checkpoints(
+        &self,
+        group: &str,
+        topic: &str,
+        committed: &[(i32, i64)],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (partition, offset) in committed {
+            sqlx::query(
+                "DELETE FROM stream_checkpoints \
+                 WHERE consumer_group = ? AND topic = ? AND partition = ? AND next_offset < ?",
+            )
+            .bind(group)
+            .bind(topic)
+            .bind(*partition)
+            .bind(*offset)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn load_checkpoint(
         &self,
         group: &str,
         topic: &str,
         partition: i32,
-    ) -> Result<Option<(i64, String)>> {
-        let row: Option<(i64, String)> = sqlx::query_as(
-            "SELECT next_offset, metadata FROM stream_checkpoints \
-             WHERE consumer_group = ? AND topic = ? AND partition = ?",
+        offset: i64,
+    ) -> Result<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT metadata FROM stream_checkpoints \
+             WHERE consumer_group = ? AND topic = ? AND partition = ? AND next_offset = ?",
         )
         .bind(group)
         .bind(topic)
         .bind(partition)
+        .bind(offset)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row)
+        Ok(row.map(|(m,)| m))
     }
 }

@@ -10,12 +10,12 @@ async fn round_trip(store: Arc<dyn Store>, run: &str) {
     store.migrate().await.unwrap();
     let (g, other) = (format!("g{run}"), format!("other{run}"));
     let (g, other) = (g.as_str(), other.as_str());
-    assert_eq!(store.load_checkpoint(g, "t", 0).await.unwrap(), None);
+    assert_eq!(store.load_checkpoint(g, "t", 0, 10).await.unwrap(), None);
     store
         .save_checkpoints(g, "t", &[(0, 10, "a".into()), (1, 20, "b".into())], 1)
         .await
         .unwrap();
-    // a later save replaces the partition's row; other groups and topics are apart
+    // a later save adds a row for its own offset; other groups and topics are apart
     store
         .save_checkpoints(g, "t", &[(0, 15, "c".into())], 2)
         .await
@@ -24,19 +24,31 @@ async fn round_trip(store: Arc<dyn Store>, run: &str) {
         .save_checkpoints(other, "t", &[(0, 99, "x".into())], 2)
         .await
         .unwrap();
-    assert_eq!(
-        store.load_checkpoint(g, "t", 0).await.unwrap(),
-        Some((15, "c".to_string()))
-    );
-    assert_eq!(
-        store.load_checkpoint(g, "t", 1).await.unwrap(),
-        Some((20, "b".to_string()))
-    );
-    assert_eq!(store.load_checkpoint(g, "u", 0).await.unwrap(), None);
-    assert_eq!(
-        store.load_checkpoint(other, "t", 0).await.unwrap(),
-        Some((99, "x".to_string()))
-    );
+    let load = |g: &str, t: &str, p: i32, o: i64| {
+        let store = Arc::clone(&store);
+        let (g, t) = (g.to_string(), t.to_string());
+        async move { store.load_checkpoint(&g, &t, p, o).await.unwrap() }
+    };
+    // the rules of the offset Kafka holds, even when a newer save was never committed
+    assert_eq!(load(g, "t", 0, 10).await, Some("a".to_string()));
+    assert_eq!(load(g, "t", 0, 15).await, Some("c".to_string()));
+    assert_eq!(load(g, "t", 0, 12).await, None);
+    assert_eq!(load(g, "t", 1, 20).await, Some("b".to_string()));
+    assert_eq!(load(g, "u", 0, 10).await, None);
+    assert_eq!(load(other, "t", 0, 99).await, Some("x".to_string()));
+    // saving the same offset again replaces its rules
+    store
+        .save_checkpoints(g, "t", &[(0, 15, "d".into())], 3)
+        .await
+        .unwrap();
+    assert_eq!(load(g, "t", 0, 15).await, Some("d".to_string()));
+    // once 15 is committed, the rows below it go; the committed one and other
+    // partitions and groups stay
+    store.prune_checkpoints(g, "t", &[(0, 15)]).await.unwrap();
+    assert_eq!(load(g, "t", 0, 10).await, None);
+    assert_eq!(load(g, "t", 0, 15).await, Some("d".to_string()));
+    assert_eq!(load(g, "t", 1, 20).await, Some("b".to_string()));
+    assert_eq!(load(other, "t", 0, 99).await, Some("x".to_string()));
 }
 
 #[tokio::test]
@@ -65,8 +77,8 @@ async fn postgres_checkpoints_round_trip() {
         .await
         .unwrap();
     assert_eq!(
-        store.load_checkpoint(&group, "t", 3).await.unwrap(),
-        Some((7, "m".to_string()))
+        store.load_checkpoint(&group, "t", 3, 7).await.unwrap(),
+        Some("m".to_string())
     );
     round_trip(store, &group).await;
 }
