@@ -199,6 +199,17 @@ impl Processor {
         })
     }
 
+    /// When a task fails (the API, or ingestion in `run`), stops processing the way a
+    /// signal does: the dataflow is dropped and its threads end, so the process exits with
+    /// the task's error instead of running on without it.
+    fn stop_on_fatal(&self) -> tokio::task::JoinHandle<()> {
+        let (fatal, shutdown) = (self.fatal.clone(), self.shutdown.clone());
+        tokio::spawn(async move {
+            fatal.cancelled().await;
+            shutdown.cancel();
+        })
+    }
+
     /// Stops the API and the signal handler; `r` is the processing result.
     async fn finish(self, r: anyhow::Result<()>) -> anyhow::Result<()> {
         self.signal.abort();
@@ -211,10 +222,9 @@ impl Processor {
 /// `pricestream process`
 pub async fn process(cfg: Config, opts: ProcessOptions) -> anyhow::Result<()> {
     let p = Processor::start(&cfg).await?;
-    let r = tokio::select! {
-        r = process_loop(&cfg, &p.parts, p.shutdown.clone(), opts) => r,
-        _ = p.fatal.cancelled() => Err(anyhow::anyhow!("the API failed")),
-    };
+    let watcher = p.stop_on_fatal();
+    let r = process_loop(&cfg, &p.parts, p.shutdown.clone(), opts).await;
+    watcher.abort();
     p.finish(r).await
 }
 
@@ -233,10 +243,15 @@ pub async fn run_all(cfg: Config) -> anyhow::Result<()> {
             Ok(n)
         })
     };
-    let r = tokio::select! {
-        r = process_loop(&cfg, &p.parts, p.shutdown.clone(), ProcessOptions::default()) => r,
-        _ = p.fatal.cancelled() => Err(anyhow::anyhow!("a task failed")),
-    };
+    let watcher = p.stop_on_fatal();
+    let r = process_loop(
+        &cfg,
+        &p.parts,
+        p.shutdown.clone(),
+        ProcessOptions::default(),
+    )
+    .await;
+    watcher.abort();
     p.shutdown.cancel();
     let ingest_result = ingest.join().await.map(|_| ());
     p.finish(r.and(ingest_result)).await

@@ -1114,3 +1114,34 @@ async fn two_processors_in_one_group_split_the_partitions_and_make_the_same_bars
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_a_broker_exits_with_the_error_when_ingestion_fails() {
+    let Some(brokers) = brokers() else { return };
+    let setup = Setup {
+        brokers,
+        topics: unique("fail"),
+        trades: 100,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &setup, &unique("fail"));
+    // a connector the ingest side refuses to start
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("[connectors.coingecko]\nenabled = true\n[connectors.coingecko.http]\nweight_per_window = 1\n");
+    std::fs::write(&cfg, text).unwrap();
+    let mut p = spawn(&cfg, &["run"]);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = p.child.as_mut().unwrap().try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "run kept going after ingestion failed:\n{}",
+            p.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success(), "exit status {status}:\n{}", p.log());
+    assert!(p.log().contains("weight_per_window"), "{}", p.log());
+}

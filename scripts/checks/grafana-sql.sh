@@ -36,6 +36,26 @@ DB_URL=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]);
 
 PORT=$(free_port)
 T_FROM=$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)
+
+# An alert rule on the first symbol the Market dashboard offers (BNB-USDT sorts first among
+# the synthetic market's), created through the API of `serve` before the run, so the
+# dashboard's alert annotations have triggers to show.
+export PRICESTREAM_ALERTS__SSRF_ALLOWLIST='["127.0.0.1/32"]'
+KEY=$(PRICESTREAM_DATA_DIR="$WORK/data" PRICESTREAM_STORE__URL="$DB_URL" PRICESTREAM_LOG=warn \
+  "$BIN" keys create --name dashboards --scopes read,alerts:write 2>"$WORK/keys.log") \
+  || { cat "$WORK/keys.log" >&2; fail "pricestream keys create failed"; }
+PRICESTREAM_DATA_DIR="$WORK/data" PRICESTREAM_STORE__URL="$DB_URL" \
+PRICESTREAM_API__LISTEN="127.0.0.1:$PORT" PRICESTREAM_LOG=warn \
+  "$BIN" serve 2>"$WORK/serve.log" &
+PS_PID=$!
+wait_http "http://127.0.0.1:$PORT/health/live" 60 \
+  || { cat "$WORK/serve.log" >&2; fail "pricestream serve did not come up"; }
+curl -fsS -X POST "http://127.0.0.1:$PORT/v1/alerts" -H "X-API-Key: $KEY" -H 'content-type: application/json' \
+  -d '{"venue": "synthetic", "symbol": "BNB-USDT", "condition": {"kind": "above", "level": 0.01}, "url": "http://127.0.0.1:9/hook"}' \
+  >"$WORK/rule.json" || { cat "$WORK/serve.log" >&2; fail "creating the alert rule failed"; }
+kill -TERM "$PS_PID"
+wait "$PS_PID" || { cat "$WORK/serve.log" >&2; fail "pricestream serve did not stop cleanly"; }
+PS_PID=""
 note "pricestream run into database $DB (synthetic market, 100 simulated minutes, 30000 trades)"
 PRICESTREAM_DATA_DIR="$WORK/data" \
 PRICESTREAM_STORE__URL="$DB_URL" \
@@ -62,7 +82,7 @@ done
 kill -TERM "$PS_PID"
 wait "$PS_PID" || { cat "$WORK/pricestream.log" >&2; fail "pricestream did not stop cleanly"; }
 PS_PID=""
-note "$(psql "$DB_URL" -X -A -t -c "SELECT count(*) || ' bars, ' || (SELECT count(*) FROM ingestion_runs) || ' runs' FROM bars")"
+note "$(psql "$DB_URL" -X -A -t -c "SELECT count(*) || ' bars, ' || (SELECT count(*) FROM ingestion_runs) || ' runs, ' || (SELECT count(*) FROM alert_triggers) || ' alert triggers' FROM bars")"
 
 T_TO=$(date -u -d '+2 days' +%Y-%m-%dT%H:%M:%SZ)
 PYTHONPATH="$ROOT/scripts/lib" python3 "$ROOT/scripts/lib/check_sql.py" "$DB_URL" "$T_FROM" "$T_TO" \
