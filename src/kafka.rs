@@ -309,13 +309,6 @@ async fn process_loop(
     let horizon = commit_horizon_ns(cfg);
     let lateness = cfg.pipeline.allowed_lateness_ms.saturating_mul(1_000_000);
     let profiles = pricestream_pipeline::SharedProfiles::default();
-    let partitions = {
-        let kcfg = cfg.kafka.clone();
-        tokio::task::spawn_blocking(move || {
-            pricestream_kafka::partition_count(&kcfg, &kcfg.topics.quotes)
-        })
-        .await??
-    };
     let checkpoints: Arc<dyn CheckpointStore> = Arc::new(StoreCheckpoints {
         store: Arc::clone(&parts.store),
         group: cfg.kafka.group_id.clone(),
@@ -390,7 +383,7 @@ async fn process_loop(
                 cfg.kafka.clone(),
             );
             let exit_at_end = opts.exit_at_end;
-            let warmup = warmup_loader(cfg, &parts.store, partitions);
+            let warmup = warmup_loader(cfg, &parts.store);
             let checkpoints = Arc::clone(&checkpoints);
             Arc::new(move |i, _n| {
                 if i == 0 {
@@ -524,48 +517,38 @@ impl CheckpointStore for StoreCheckpoints {
     }
 }
 
-/// Bars a resumed partition's signal series need: for every symbol of the partition and
-/// every interval with signals, the last `pipeline.signal_warmup_bars` final bars before
-/// the resume point (enough for every indicator's window; the exponential ones converge
-/// far below the batch-equality tolerance long before that).
-fn warmup_loader(
-    cfg: &Config,
-    store: &Arc<dyn Store>,
-    partitions: u32,
-) -> pricestream_kafka::WarmupLoader {
+/// Bars a resumed series' signals need: for every interval with signals, the last
+/// `pipeline.signal_warmup_bars` final bars of the series that end at or before the resume
+/// point (enough for every indicator's window; the exponential ones converge far below the
+/// batch-equality tolerance long before that).
+fn warmup_loader(cfg: &Config, store: &Arc<dyn Store>) -> pricestream_kafka::WarmupLoader {
     let store = Arc::clone(store);
     let intervals: Vec<Interval> = cfg.pipeline.signals.keys().copied().collect();
     let limit = cfg.pipeline.signal_warmup_bars;
     let handle = tokio::runtime::Handle::current();
-    Arc::new(move |partition, before| {
+    Arc::new(move |venue, symbol, before| {
         let load = async {
             let mut out = Vec::new();
-            let symbols = store.symbols().await?;
-            for s in symbols {
-                if pricestream_bus::partition_for(&s.symbol, partitions) != partition {
-                    continue;
-                }
-                for &interval in &intervals {
-                    let mut bars = store
-                        .query_bars(&pricestream_store::BarQuery {
-                            venue: Some(s.venue),
-                            symbol: s.symbol.clone(),
-                            interval,
-                            from: i64::MIN,
-                            to: before.saturating_sub(interval.nanos()).saturating_add(1),
-                            limit,
-                            tail: true,
-                        })
-                        .await?;
-                    out.append(&mut bars);
-                }
+            for &interval in &intervals {
+                let mut bars = store
+                    .query_bars(&pricestream_store::BarQuery {
+                        venue: Some(venue),
+                        symbol: symbol.clone(),
+                        interval,
+                        from: i64::MIN,
+                        to: before.saturating_sub(interval.nanos()).saturating_add(1),
+                        limit,
+                        tail: true,
+                    })
+                    .await?;
+                out.append(&mut bars);
             }
             Ok::<_, pricestream_store::StoreError>(out)
         };
         match handle.block_on(load) {
             Ok(bars) => bars,
             Err(e) => {
-                tracing::error!(partition, error = %e, "cannot load the signal warm-up bars; signals of this partition restart cold");
+                tracing::error!(%symbol, error = %e, "cannot load the signal warm-up bars; its signals restart cold");
                 Vec::new()
             }
         }

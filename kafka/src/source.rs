@@ -401,7 +401,17 @@ pub trait CheckpointStore: Send + Sync {
 
 /// Loads the final bars of a partition's symbols from before `before` (event time), for
 /// the signal state of a resumed partition.
-pub type WarmupLoader = Arc<dyn Fn(u32, i64) -> Vec<pricestream_schemas::Bar> + Send + Sync>;
+/// Loads the final bars of one series (venue, symbol) that end at or before `before`
+/// (event time), for the signal state of a symbol read from a resumed partition.
+pub type WarmupLoader = Arc<
+    dyn Fn(
+            pricestream_schemas::Venue,
+            &pricestream_schemas::Symbol,
+            i64,
+        ) -> Vec<pricestream_schemas::Bar>
+        + Send
+        + Sync,
+>;
 
 /// Per-partition replay rule loaded from the committed metadata.
 #[derive(Debug, Clone, Copy)]
@@ -422,6 +432,8 @@ pub struct KafkaSource {
     at_end: HashMap<i32, bool>,
     resumed: Vec<(u32, i64)>,
     warmup: Option<WarmupLoader>,
+    /// Series whose signal state was warmed (or needs none) in this incarnation.
+    warmed: std::collections::HashSet<(pricestream_schemas::Venue, pricestream_schemas::Symbol)>,
     checkpoints: Option<Arc<dyn CheckpointStore>>,
     warm: Vec<pricestream_schemas::Bar>,
     /// Input time of the dataflow when the current poll's records enter it.
@@ -456,6 +468,7 @@ impl KafkaSource {
             at_end: HashMap::new(),
             resumed: Vec::new(),
             warmup: None,
+            warmed: Default::default(),
             checkpoints: None,
             warm: Vec::new(),
             input_time: 0,
@@ -515,15 +528,6 @@ impl KafkaSource {
             );
             if r.max_event != i64::MIN {
                 self.resumed.push((partition as u32, r.max_event));
-            }
-            if let Some(load) = &self.warmup {
-                let bars = load(partition as u32, r.skip_before);
-                tracing::info!(
-                    partition,
-                    bars = bars.len(),
-                    "signal state warmed from the store"
-                );
-                self.warm.extend(bars);
             }
         }
         let rule = Rule { resume };
@@ -643,6 +647,23 @@ impl QuoteSource for KafkaSource {
             }
             if let Ok(q) = &quote {
                 tracked.push((p, offset, q.ts_event));
+                // The first quote of a series from a resumed partition brings the series'
+                // stored bars along, so its indicators continue where they were; looked up
+                // by symbol, whatever partitioner the producer used.
+                if let (Some(r), Some(load)) = (rule.resume, &self.warmup) {
+                    let key = (q.venue, q.symbol.clone());
+                    if !self.warmed.contains(&key) {
+                        let bars = load(q.venue, &q.symbol, r.skip_before);
+                        tracing::info!(
+                            partition = p,
+                            symbol = %q.symbol,
+                            bars = bars.len(),
+                            "signal state warmed from the store"
+                        );
+                        self.warm.extend(bars);
+                        self.warmed.insert(key);
+                    }
+                }
             }
             positions.entry(p).or_insert((offset + 1, None)).0 = offset + 1;
             out.push(Polled {
