@@ -399,8 +399,6 @@ pub trait CheckpointStore: Send + Sync {
     fn prune(&self, committed: &[(i32, i64)]);
 }
 
-/// Loads the final bars of a partition's symbols from before `before` (event time), for
-/// the signal state of a resumed partition.
 /// Loads the final bars of one series (venue, symbol) that end at or before `before`
 /// (event time), for the signal state of a symbol read from a resumed partition.
 pub type WarmupLoader = Arc<
@@ -432,7 +430,7 @@ pub struct KafkaSource {
     at_end: HashMap<i32, bool>,
     resumed: Vec<(u32, i64)>,
     warmup: Option<WarmupLoader>,
-    /// Series whose signal state was warmed (or needs none) in this incarnation.
+    /// Series whose signal state was warmed in this incarnation.
     warmed: std::collections::HashSet<(pricestream_schemas::Venue, pricestream_schemas::Symbol)>,
     checkpoints: Option<Arc<dyn CheckpointStore>>,
     warm: Vec<pricestream_schemas::Bar>,
