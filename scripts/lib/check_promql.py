@@ -3,9 +3,10 @@ running PriceStream: each must evaluate without error and return data.
 
 usage: check_promql.py PROMETHEUS_URL [--timeout SECONDS]
 Variables: datasource variables are dropped; query variables (label_values(...)) are
-evaluated and the check runs once with "All" (the variable's allValue) and once with the
-first value they return."""
+evaluated and the check runs once with "All" (the variable's allValue) and once with single
+values (data from one of them suffices: not every instance feeds every panel)."""
 
+import itertools
 import json
 import sys
 import time
@@ -36,49 +37,62 @@ def label_values(base, q):
 
 
 def cases(base):
-    """(dashboard, where, expr) for every expression under every variable assignment."""
+    """(dashboard, where, [expr, ...], error) for every expression: once with every "All"
+    variable at its allValue, and once with single values. The single-value case lists the
+    expression for every combination of values: a panel that only some instances feed
+    (Kafka, a venue's breaker) passes when one of them has data, as a user picking that
+    instance sees it."""
     out = []
     for name, dash in dl.all_dashboards().items():
         prom_targets = [(w, t) for w, uid, t in dl.queries(dash) if uid == dl.PROM_VAR]
         if not prom_targets:
             continue
-        assignments = [{}, {}]
+        all_values, first, choices = {}, {}, []
         for var in dl.variables(dash):
             if var.get("type") == "datasource":
                 continue
             if var.get("type") != "query" or dl.ds_uid(var) != dl.PROM_VAR:
                 raise SystemExit(f"{name}: variable {var.get('name')} is not a Prometheus query variable")
-            q = dl.substitute(dl.variable_query(var), assignments[1], BUILTINS)
+            q = dl.substitute(dl.variable_query(var), first, BUILTINS)
             if not q.startswith("label_values("):
                 raise SystemExit(f"{name}: variable {var['name']}: only label_values() is supported, got {q}")
             vals = label_values(base, q)
             if not vals:
-                out.append((name, f"variable {var['name']}", q, "returned no values"))
+                out.append((name, f"variable {var['name']}", [q], "returned no values"))
                 vals = ["<none>"]
-            assignments[0][var["name"]] = [var.get("allValue") or ".*"] if var.get("includeAll") else vals[:1]
-            assignments[1][var["name"]] = vals[:1]
-        for values in assignments:
-            for where, t in prom_targets:
-                out.append((name, where, dl.substitute(t["expr"], values, BUILTINS), None))
+            all_values[var["name"]] = [var.get("allValue") or ".*"] if var.get("includeAll") else vals[:1]
+            first[var["name"]] = vals[:1]
+            choices.append([(var["name"], [v]) for v in vals])
+        singles = [dict(c) for c in itertools.product(*choices)]
+        for where, t in prom_targets:
+            out.append((name, where, [dl.substitute(t["expr"], all_values, BUILTINS)], None))
+            out.append((name, where, [dl.substitute(t["expr"], v, BUILTINS) for v in singles], None))
     return out
 
 
 def run(base):
     failures, ok = [], 0
-    for dash, where, expr, err in cases(base):
+    for dash, where, exprs, err in cases(base):
         if err:
-            failures.append(f"{dash}: {where}: {expr}: {err}")
+            failures.append(f"{dash}: {where}: {exprs[0]}: {err}")
             continue
-        try:
-            data = api(base, "/api/v1/query", {"query": expr})
-        except Exception as e:  # an HTTP 400 carries Prometheus' parse error
-            detail = getattr(e, "read", lambda: b"")().decode(errors="replace")
-            failures.append(f"{dash}: {where}: {expr}: {e} {detail}")
-            continue
-        if not data.get("result"):
-            failures.append(f"{dash}: {where}: {expr}: no data")
-            continue
-        ok += 1
+        found, problem = False, None
+        for expr in exprs:
+            try:
+                data = api(base, "/api/v1/query", {"query": expr})
+            except Exception as e:  # an HTTP 400 carries Prometheus' parse error
+                detail = getattr(e, "read", lambda: b"")().decode(errors="replace")
+                problem = f"{expr}: {e} {detail}"
+                break
+            if data.get("result"):
+                found = True
+                break
+        if problem:
+            failures.append(f"{dash}: {where}: {problem}")
+        elif not found:
+            failures.append(f"{dash}: {where}: {exprs[0]}: no data (for any of {len(exprs)} variable values)")
+        else:
+            ok += 1
     return ok, failures
 
 
