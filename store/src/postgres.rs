@@ -1,17 +1,18 @@
 //! The production store: PostgreSQL, with TimescaleDB hypertables when the extension is
 //! available. Bulk writes send one array per column and `UNNEST` them server-side, so a
 //! batch of thousands of rows is one statement; every write is an upsert on the natural
-//! key, so replays converge.
+//! key, so replays converge (tried first as a plain insert, see [`write_chunk`]).
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use pricestream_schemas::{Bar, IngestionRun, Quote, Signal, Symbol, TimestampNs, Venue};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{PgPool, Row};
+use sqlx::{Acquire, PgPool, Row};
 
 use crate::codes;
 use crate::options::{StoreOptions, TimescaleConfig};
@@ -25,6 +26,162 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 /// Rows per statement in bulk writes: large enough to amortise the round trip, small
 /// enough to keep each message and lock set modest.
 const CHUNK_ROWS: usize = 10_000;
+
+/// Bulk writes try a plain insert first (a binary `COPY` for quotes, a plain `INSERT` for
+/// bars and signals) inside a savepoint, and only on a unique violation fall back to the
+/// upsert (`ON CONFLICT`). New rows are the common case, and PostgreSQL's speculative
+/// insertion for `ON CONFLICT` costs about twice a plain insert per row
+/// (`store/benches/pg_store.rs`). A replay conflicts throughout, so after a conflict the
+/// next [`CONFLICT_COOLDOWN`] batches to that table go straight to the upsert.
+#[derive(Default)]
+struct ConflictHint(AtomicU32);
+
+/// Batches that skip the optimistic attempt after one conflicted.
+const CONFLICT_COOLDOWN: u32 = 16;
+
+impl ConflictHint {
+    /// Whether this batch should try the plain insert first.
+    fn optimistic(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(1)
+            })
+            .is_err()
+    }
+
+    fn conflicted(&self) {
+        self.0.store(CONFLICT_COOLDOWN, Ordering::Relaxed);
+    }
+}
+
+/// Whether an optimistic attempt failed on a duplicate key (and the upsert should run).
+fn is_conflict(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Writes one chunk of a bulk write: the plain `INSERT` (`plain`) in a savepoint while
+/// `*optimistic`, else (or after a unique violation, which clears `*optimistic`) the upsert
+/// (`upsert`, the same statement with its `ON CONFLICT` clause). See [`ConflictHint`].
+async fn write_chunk<'a, F>(
+    conn: &mut sqlx::PgConnection,
+    plain: &'a str,
+    upsert: &'a str,
+    optimistic: &mut bool,
+    query: F,
+) -> Result<()>
+where
+    F: Fn(&'a str) -> sqlx::query::Query<'a, sqlx::Postgres, sqlx::postgres::PgArguments>,
+{
+    if *optimistic {
+        let mut savepoint = conn.begin().await?;
+        match query(plain).execute(&mut *savepoint).await {
+            Ok(_) => {
+                savepoint.commit().await?;
+                return Ok(());
+            }
+            Err(e) if is_conflict(&e) => {
+                savepoint.rollback().await?;
+                *optimistic = false;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    query(upsert).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// `timestamptz` in PostgreSQL's binary format counts microseconds from 2000-01-01 UTC.
+const PG_EPOCH_US: i64 = 946_684_800_000_000;
+
+const COPY_QUOTES: &str = "COPY quotes (venue, symbol, kind, price, size, side, trade_id, bid, \
+     ask, ts_event, ts_event_ns, ts_ingest) FROM STDIN (FORMAT binary)";
+
+/// Quotes as the data of [`COPY_QUOTES`]: PostgreSQL's binary `COPY` format (a signature
+/// and header, per row a field count and length-prefixed big-endian fields, -1 for NULL,
+/// then a -1 trailer).
+fn copy_quotes_binary(quotes: &[Quote]) -> Result<Vec<u8>> {
+    fn text(buf: &mut Vec<u8>, s: &str) -> Result<()> {
+        let len = i32::try_from(s.len()).map_err(|_| StoreError::OutOfRange {
+            column: "text",
+            value: s.len() as i128,
+        })?;
+        buf.extend_from_slice(&len.to_be_bytes());
+        buf.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+    fn int8(buf: &mut Vec<u8>, v: i64) {
+        buf.extend_from_slice(&8i32.to_be_bytes());
+        buf.extend_from_slice(&v.to_be_bytes());
+    }
+    fn float8(buf: &mut Vec<u8>, v: f64) {
+        buf.extend_from_slice(&8i32.to_be_bytes());
+        buf.extend_from_slice(&v.to_be_bytes());
+    }
+    fn null(buf: &mut Vec<u8>) {
+        buf.extend_from_slice(&(-1i32).to_be_bytes());
+    }
+    let mut buf = Vec::with_capacity(19 + quotes.len() * 150 + 2);
+    buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.extend_from_slice(&0i32.to_be_bytes()); // flags: no OIDs
+    buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+    for q in quotes {
+        buf.extend_from_slice(&12i16.to_be_bytes());
+        text(&mut buf, q.venue.as_str())?;
+        text(&mut buf, q.symbol.as_str())?;
+        text(&mut buf, codes::quote_kind(q.kind))?;
+        float8(&mut buf, q.price);
+        float8(&mut buf, q.size);
+        match q.side {
+            Some(side) => text(&mut buf, codes::side(side))?,
+            None => null(&mut buf),
+        }
+        match q.trade_id {
+            Some(id) => int8(&mut buf, codes::trade_id_to_db(id)),
+            None => null(&mut buf),
+        }
+        for v in [q.bid, q.ask] {
+            match v {
+                Some(v) => float8(&mut buf, v),
+                None => null(&mut buf),
+            }
+        }
+        int8(&mut buf, floor_us(q.ts_event) - PG_EPOCH_US);
+        int8(&mut buf, q.ts_event);
+        int8(&mut buf, q.ts_ingest);
+    }
+    buf.extend_from_slice(&(-1i16).to_be_bytes());
+    Ok(buf)
+}
+
+/// Writes one chunk of quotes: a binary `COPY` in a savepoint while `*optimistic`, else (or
+/// after a unique violation) the `ON CONFLICT DO NOTHING` insert `upsert`.
+async fn write_quotes_chunk(
+    conn: &mut sqlx::PgConnection,
+    chunk: &[Quote],
+    upsert: &str,
+    optimistic: &mut bool,
+) -> Result<()> {
+    if *optimistic {
+        let data = copy_quotes_binary(chunk)?;
+        let mut savepoint = conn.begin().await?;
+        let mut copy = savepoint.copy_in_raw(COPY_QUOTES).await?;
+        copy.send(data).await?;
+        match copy.finish().await {
+            Ok(_) => {
+                savepoint.commit().await?;
+                return Ok(());
+            }
+            Err(e) if is_conflict(&e) => {
+                savepoint.rollback().await?;
+                *optimistic = false;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let cols = QuoteColumns::new(chunk, chunk.len());
+    bind_quotes(upsert, &cols).execute(&mut *conn).await?;
+    Ok(())
+}
 
 /// Microseconds since the epoch (an `int8` expression) to `timestamptz`; integer
 /// arithmetic only, so exact.
@@ -60,6 +217,15 @@ pub struct PgStore {
     pub(crate) rules_changed: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
     /// Ticks when this process queues webhook deliveries.
     pub(crate) deliveries_queued: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    conflicts: std::sync::Arc<Conflicts>,
+}
+
+/// Per table: whether recent bulk writes conflicted (see [`ConflictHint`]).
+#[derive(Default)]
+struct Conflicts {
+    bars: ConflictHint,
+    quotes: ConflictHint,
+    signals: ConflictHint,
 }
 
 impl PgStore {
@@ -83,6 +249,7 @@ impl PgStore {
             timescale: opts.timescale.clone(),
             rules_changed: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
             deliveries_queued: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
+            conflicts: std::sync::Arc::default(),
         })
     }
 
@@ -284,6 +451,98 @@ fn dedup_signals(signals: &[Signal]) -> Vec<&Signal> {
     by_key.into_values().collect()
 }
 
+/// Column arrays for a batch of bars.
+struct BarColumns<'a> {
+    venue: Vec<&'static str>,
+    symbol: Vec<&'a str>,
+    interval: Vec<&'static str>,
+    bucket: Vec<i64>,
+    open: Vec<f64>,
+    high: Vec<f64>,
+    low: Vec<f64>,
+    close: Vec<f64>,
+    volume: Vec<f64>,
+    notional: Vec<f64>,
+    vwap: Vec<f64>,
+    trades: Vec<i64>,
+    revision: Vec<i32>,
+    ts_event: Vec<i64>,
+    ts_ingest: Vec<i64>,
+}
+
+impl<'a> BarColumns<'a> {
+    fn new(bars: &[&'a Bar]) -> Result<Self> {
+        let n = bars.len();
+        let mut c = BarColumns {
+            venue: Vec::with_capacity(n),
+            symbol: Vec::with_capacity(n),
+            interval: Vec::with_capacity(n),
+            bucket: Vec::with_capacity(n),
+            open: Vec::with_capacity(n),
+            high: Vec::with_capacity(n),
+            low: Vec::with_capacity(n),
+            close: Vec::with_capacity(n),
+            volume: Vec::with_capacity(n),
+            notional: Vec::with_capacity(n),
+            vwap: Vec::with_capacity(n),
+            trades: Vec::with_capacity(n),
+            revision: Vec::with_capacity(n),
+            ts_event: Vec::with_capacity(n),
+            ts_ingest: Vec::with_capacity(n),
+        };
+        for b in bars {
+            c.venue.push(b.venue.as_str());
+            c.symbol.push(b.symbol.as_str());
+            c.interval.push(b.interval.as_str());
+            c.bucket.push(floor_us(b.bucket_start));
+            c.open.push(b.open);
+            c.high.push(b.high);
+            c.low.push(b.low);
+            c.close.push(b.close);
+            c.volume.push(b.volume);
+            c.notional.push(b.notional);
+            c.vwap.push(b.vwap);
+            c.trades.push(
+                i64::try_from(b.trade_count).map_err(|_| StoreError::OutOfRange {
+                    column: "trade_count",
+                    value: i128::from(b.trade_count),
+                })?,
+            );
+            c.revision.push(
+                i32::try_from(b.revision).map_err(|_| StoreError::OutOfRange {
+                    column: "revision",
+                    value: i128::from(b.revision),
+                })?,
+            );
+            c.ts_event.push(b.ts_event);
+            c.ts_ingest.push(b.ts_ingest);
+        }
+        Ok(c)
+    }
+
+    fn bind<'q>(
+        &'q self,
+        sql: &'q str,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        sqlx::query(sql)
+            .bind(&self.venue)
+            .bind(&self.symbol)
+            .bind(&self.interval)
+            .bind(&self.bucket)
+            .bind(&self.open)
+            .bind(&self.high)
+            .bind(&self.low)
+            .bind(&self.close)
+            .bind(&self.volume)
+            .bind(&self.notional)
+            .bind(&self.vwap)
+            .bind(&self.trades)
+            .bind(&self.revision)
+            .bind(&self.ts_event)
+            .bind(&self.ts_ingest)
+    }
+}
+
 /// Column arrays for a batch of quotes.
 #[derive(Default)]
 struct QuoteColumns<'a> {
@@ -429,91 +688,44 @@ impl Store for PgStore {
         if bars.is_empty() {
             return Ok(());
         }
-        let bars = dedup_bars(bars);
-        let sql = format!(
+        // first emissions are new rows unless this is a replay; revisions update rows
+        let (fresh, revised): (Vec<&Bar>, Vec<&Bar>) =
+            dedup_bars(bars).into_iter().partition(|b| b.revision == 0);
+        let plain = format!(
             "INSERT INTO bars (venue, symbol, interval, bucket_start, open, high, low, close,
                 volume, notional, vwap, trade_count, revision, ts_event, ts_ingest)
              SELECT v, s, i, {}, o, h, l, c, vol, n, vw, tc, r, te, ti
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::float8[],
                          $6::float8[], $7::float8[], $8::float8[], $9::float8[], $10::float8[],
                          $11::float8[], $12::int8[], $13::int4[], $14::int8[], $15::int8[])
-                  AS t(v, s, i, b, o, h, l, c, vol, n, vw, tc, r, te, ti)
+                  AS t(v, s, i, b, o, h, l, c, vol, n, vw, tc, r, te, ti)",
+            ts_from_us("b")
+        );
+        let upsert = format!(
+            "{plain}
              ON CONFLICT (venue, symbol, interval, bucket_start) DO UPDATE SET
                 open = excluded.open, high = excluded.high, low = excluded.low,
                 close = excluded.close, volume = excluded.volume,
                 notional = excluded.notional, vwap = excluded.vwap,
                 trade_count = excluded.trade_count, revision = excluded.revision,
                 ts_event = excluded.ts_event, ts_ingest = excluded.ts_ingest
-             WHERE excluded.revision >= bars.revision",
-            ts_from_us("b")
+             WHERE excluded.revision >= bars.revision"
         );
         let mut tx = self.pool.begin().await?;
-        for chunk in bars.chunks(CHUNK_ROWS) {
-            let n = chunk.len();
-            let mut venue = Vec::with_capacity(n);
-            let mut symbol = Vec::with_capacity(n);
-            let mut interval = Vec::with_capacity(n);
-            let mut bucket = Vec::with_capacity(n);
-            let (mut open, mut high, mut low, mut close) = (
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-            );
-            let (mut volume, mut notional, mut vwap) = (
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-            );
-            let mut trades = Vec::with_capacity(n);
-            let mut revision = Vec::with_capacity(n);
-            let mut ts_event = Vec::with_capacity(n);
-            let mut ts_ingest = Vec::with_capacity(n);
-            for b in chunk {
-                venue.push(b.venue.as_str());
-                symbol.push(b.symbol.as_str());
-                interval.push(b.interval.as_str());
-                bucket.push(floor_us(b.bucket_start));
-                open.push(b.open);
-                high.push(b.high);
-                low.push(b.low);
-                close.push(b.close);
-                volume.push(b.volume);
-                notional.push(b.notional);
-                vwap.push(b.vwap);
-                trades.push(
-                    i64::try_from(b.trade_count).map_err(|_| StoreError::OutOfRange {
-                        column: "trade_count",
-                        value: i128::from(b.trade_count),
-                    })?,
-                );
-                revision.push(
-                    i32::try_from(b.revision).map_err(|_| StoreError::OutOfRange {
-                        column: "revision",
-                        value: i128::from(b.revision),
-                    })?,
-                );
-                ts_event.push(b.ts_event);
-                ts_ingest.push(b.ts_ingest);
-            }
-            sqlx::query(&sql)
-                .bind(&venue)
-                .bind(&symbol)
-                .bind(&interval)
-                .bind(&bucket)
-                .bind(&open)
-                .bind(&high)
-                .bind(&low)
-                .bind(&close)
-                .bind(&volume)
-                .bind(&notional)
-                .bind(&vwap)
-                .bind(&trades)
-                .bind(&revision)
-                .bind(&ts_event)
-                .bind(&ts_ingest)
-                .execute(&mut *tx)
-                .await?;
+        let mut optimistic = self.conflicts.bars.optimistic();
+        for chunk in fresh.chunks(CHUNK_ROWS) {
+            let cols = BarColumns::new(chunk)?;
+            write_chunk(&mut tx, &plain, &upsert, &mut optimistic, |sql| {
+                cols.bind(sql)
+            })
+            .await?;
+        }
+        if !optimistic {
+            self.conflicts.bars.conflicted();
+        }
+        for chunk in revised.chunks(CHUNK_ROWS) {
+            let cols = BarColumns::new(chunk)?;
+            cols.bind(&upsert).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -689,14 +901,17 @@ impl Store for PgStore {
                 }
             }
         }
-        let insert = format!(
+        let upsert = format!(
             "INSERT INTO quotes ({QUOTE_COLUMNS}) {} ON CONFLICT DO NOTHING",
             quotes_unnest_select()
         );
         let mut tx = self.pool.begin().await?;
+        let mut optimistic = self.conflicts.quotes.optimistic();
         for chunk in quotes.chunks(CHUNK_ROWS) {
-            let cols = QuoteColumns::new(chunk, chunk.len());
-            bind_quotes(&insert, &cols).execute(&mut *tx).await?;
+            write_quotes_chunk(&mut tx, chunk, &upsert, &mut optimistic).await?;
+        }
+        if !optimistic {
+            self.conflicts.quotes.conflicted();
         }
         let upsert_latest = format!(
             "INSERT INTO quotes_latest ({QUOTE_COLUMNS}) {}
@@ -730,18 +945,22 @@ impl Store for PgStore {
             return Ok(());
         }
         let signals = dedup_signals(signals);
-        let sql = format!(
+        let plain = format!(
             "INSERT INTO signals (venue, symbol, interval, kind, bucket_start, value, ts_event, ts_ingest)
              SELECT v, s, i, k, {}, val, te, ti
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[],
                          $6::float8[], $7::int8[], $8::int8[])
-                  AS t(v, s, i, k, b, val, te, ti)
-             ON CONFLICT (venue, symbol, interval, kind, bucket_start) DO UPDATE SET
-                value = excluded.value, ts_event = excluded.ts_event,
-                ts_ingest = excluded.ts_ingest",
+                  AS t(v, s, i, k, b, val, te, ti)",
             ts_from_us("b")
         );
+        let upsert = format!(
+            "{plain}
+             ON CONFLICT (venue, symbol, interval, kind, bucket_start) DO UPDATE SET
+                value = excluded.value, ts_event = excluded.ts_event,
+                ts_ingest = excluded.ts_ingest"
+        );
         let mut tx = self.pool.begin().await?;
+        let mut optimistic = self.conflicts.signals.optimistic();
         for chunk in signals.chunks(CHUNK_ROWS) {
             let venue: Vec<&str> = chunk.iter().map(|s| s.venue.as_str()).collect();
             let symbol: Vec<&str> = chunk.iter().map(|s| s.symbol.as_str()).collect();
@@ -751,17 +970,21 @@ impl Store for PgStore {
             let value: Vec<f64> = chunk.iter().map(|s| s.value).collect();
             let ts_event: Vec<i64> = chunk.iter().map(|s| s.ts_event).collect();
             let ts_ingest: Vec<i64> = chunk.iter().map(|s| s.ts_ingest).collect();
-            sqlx::query(&sql)
-                .bind(&venue)
-                .bind(&symbol)
-                .bind(&interval)
-                .bind(&kind)
-                .bind(&bucket)
-                .bind(&value)
-                .bind(&ts_event)
-                .bind(&ts_ingest)
-                .execute(&mut *tx)
-                .await?;
+            write_chunk(&mut tx, &plain, &upsert, &mut optimistic, |sql| {
+                sqlx::query(sql)
+                    .bind(&venue)
+                    .bind(&symbol)
+                    .bind(&interval)
+                    .bind(&kind)
+                    .bind(&bucket)
+                    .bind(&value)
+                    .bind(&ts_event)
+                    .bind(&ts_ingest)
+            })
+            .await?;
+        }
+        if !optimistic {
+            self.conflicts.signals.conflicted();
         }
         tx.commit().await?;
         Ok(())

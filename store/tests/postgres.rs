@@ -582,6 +582,124 @@ async fn quotes_are_idempotent_and_latest_is_per_symbol() {
     p.drop().await;
 }
 
+/// Every row of `quotes` as (venue, symbol, kind, price, size, side, trade_id, bid, ask,
+/// ts_event µs, ts_event_ns, ts_ingest), in time order.
+type QuoteRow = (
+    String,
+    String,
+    String,
+    f64,
+    f64,
+    Option<String>,
+    Option<i64>,
+    Option<f64>,
+    Option<f64>,
+    i64,
+    i64,
+    i64,
+);
+
+async fn quote_rows(p: &Pg) -> Vec<QuoteRow> {
+    sqlx::query_as(
+        "SELECT venue, symbol, kind, price, size, side, trade_id, bid, ask,
+                (extract(epoch FROM ts_event) * 1000000)::int8, ts_event_ns, ts_ingest
+         FROM quotes ORDER BY ts_event_ns, venue, symbol",
+    )
+    .fetch_all(p.store.pool())
+    .await
+    .unwrap()
+}
+
+fn quote_row(q: &pricestream_schemas::Quote) -> QuoteRow {
+    (
+        q.venue.as_str().to_owned(),
+        q.symbol.as_str().to_owned(),
+        if q.trade_id.is_some() {
+            "trade"
+        } else {
+            "ticker"
+        }
+        .to_owned(),
+        q.price,
+        q.size,
+        q.side.map(|s| format!("{s:?}").to_lowercase()),
+        q.trade_id.map(|id| id as i64),
+        q.bid,
+        q.ask,
+        q.ts_event.div_euclid(1000),
+        q.ts_event,
+        q.ts_ingest,
+    )
+}
+
+#[tokio::test]
+async fn bulk_quotes_store_every_column_exactly_once_across_overlapping_batches() {
+    let Some(p) = migrated("bulkquotes").await else {
+        return;
+    };
+    // 30,000 quotes: trades and tickers, NULL side/bid/ask/trade id, ids above 2^63,
+    // event times before 1970 and not on whole microseconds
+    let stream: Vec<_> = (0..30_000i64)
+        .map(|i| {
+            let ts = DAY0 - 40 * 365 * 86_400_000_000_000 + i * 1_000_333 + 7;
+            let id = (i % 3 != 0).then_some(if i % 5 == 0 {
+                u64::MAX - i as u64
+            } else {
+                i as u64
+            });
+            quote(
+                if i % 2 == 0 {
+                    Venue::Binance
+                } else {
+                    Venue::Coinbase
+                },
+                ["BTC-USDT", "ETH-USDT", "SOL-USD"][(i % 3) as usize],
+                ts,
+                100.0 + (i as f64) / 7.0,
+                id,
+            )
+        })
+        .collect();
+    p.store.insert_quotes(&stream[..15_000]).await.unwrap();
+    assert_eq!(p.count("quotes").await, 15_000);
+    // a batch whose first 10,000-row chunk is new and whose next chunks were stored before
+    let mut overlap = stream[15_000..25_000].to_vec();
+    overlap.extend_from_slice(&stream[..15_000]);
+    p.store.insert_quotes(&overlap).await.unwrap();
+    assert_eq!(p.count("quotes").await, 25_000);
+    // the next batches, after a conflict: new rows with one duplicate among them
+    let mut tail = stream[25_000..].to_vec();
+    tail.insert(1_000, stream[17].clone());
+    p.store.insert_quotes(&tail).await.unwrap();
+    assert_eq!(p.count("quotes").await, 30_000);
+    let mut expected: Vec<QuoteRow> = stream.iter().map(quote_row).collect();
+    expected.sort_by(|a, b| (a.10, &a.0, &a.1).cmp(&(b.10, &b.0, &b.1)));
+    assert_eq!(quote_rows(&p).await, expected);
+
+    // bars: a batch whose second chunk conflicts, and revisions within a batch of new rows
+    let bars = walk_1m(Venue::Binance, "BTC-USDT", DAY0, 12_000, 3);
+    p.store.upsert_bars(&bars[..5_000]).await.unwrap();
+    let mut mixed = bars[5_000..].to_vec();
+    mixed.extend(bars[..5_000].iter().cloned());
+    mixed.push(Bar {
+        revision: 1,
+        close: bars[3].close + 1.0,
+        ..bars[3].clone()
+    });
+    p.store.upsert_bars(&mixed).await.unwrap();
+    let mut expected = bars.clone();
+    expected[3].revision = 1;
+    expected[3].close += 1.0;
+    assert_eq!(
+        p.store
+            .query_bars(&all("BTC-USDT", Interval::M1))
+            .await
+            .unwrap(),
+        expected
+    );
+    p.drop().await;
+}
+
 #[tokio::test]
 async fn signals_upsert_by_key_and_query_by_filters_and_range() {
     let Some(p) = migrated("signals").await else {
