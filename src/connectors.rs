@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use pricestream_bus::QuotePublisher;
 use pricestream_connectors::backfill;
+use pricestream_connectors::replay::{ReplayConfig, ReplayFormat};
 use pricestream_connectors::runs::RunRecorder;
 use pricestream_connectors::supervisor::{ConnectorTask, Venues};
 use pricestream_schemas::{Clock, Interval, Symbol, SystemClock, Venue};
@@ -37,6 +38,50 @@ pub fn venue_tasks(
             cancel.clone(),
         )
         .context("configuring the connectors")
+}
+
+/// Arguments of `pricestream replay`.
+#[derive(clap::Args, Debug)]
+pub struct ReplayArgs {
+    /// binance-klines-csv (written as 1m bars), binance-trades-csv, quotes-ndjson or
+    /// lake-parquet (the lake root as the path).
+    #[arg(long)]
+    pub format: ReplayFormat,
+    /// Canonical symbol of kline and trade dumps (their rows do not say).
+    #[arg(long, default_value = "BTC-USDT")]
+    pub symbol: Symbol,
+    /// Venue of kline and trade dumps.
+    #[arg(long, default_value = "binance")]
+    pub venue: Venue,
+    /// 1 = original pace, N = N times faster, 0 = as fast as possible.
+    #[arg(long, default_value_t = 0.0)]
+    pub speed: f64,
+    /// Files to play, in order.
+    #[arg(required = true)]
+    pub paths: Vec<std::path::PathBuf>,
+}
+
+impl ReplayArgs {
+    /// The configuration with this replay as the only connector.
+    pub fn apply(&self, cfg: &mut Config) -> anyhow::Result<()> {
+        if !(self.speed.is_finite() && self.speed >= 0.0) {
+            bail!("--speed must be a number >= 0, not {}", self.speed);
+        }
+        let c = &mut cfg.connectors;
+        c.synthetic.enabled = false;
+        c.binance.enabled = false;
+        c.coinbase.enabled = false;
+        c.coingecko.enabled = false;
+        c.replay = ReplayConfig {
+            enabled: true,
+            format: self.format,
+            paths: self.paths.clone(),
+            symbol: self.symbol.as_str().to_string(),
+            venue: self.venue,
+            speed: self.speed,
+        };
+        Ok(())
+    }
 }
 
 /// Arguments of `pricestream backfill`.

@@ -66,6 +66,10 @@ enum Command {
     /// Fetch a venue's history into the store: Binance candles as bars (with a progress
     /// bar), CoinGecko price points as ticker quotes.
     Backfill(connectors::BackfillArgs),
+    /// Play recorded history through the pipeline, then exit: Binance kline or trade
+    /// dumps, NDJSON quotes or a lake's quotes. The other connectors stay off and no API
+    /// is served; with `kafka.brokers` set the quotes go to Kafka, as with `ingest`.
+    Replay(connectors::ReplayArgs),
     /// Throughput, latency and memory figures of the in-process pipeline.
     Bench(bench::BenchArgs),
     /// Batch analytics over the lake.
@@ -168,6 +172,15 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Run => run::run(cfg).await,
+            Command::Replay(args) => {
+                let mut cfg = cfg;
+                args.apply(&mut cfg)?;
+                if cfg.kafka.enabled() {
+                    kafka::ingest(cfg).await
+                } else {
+                    run::run_with(cfg, run::RunOptions::REPLAY).await
+                }
+            }
             Command::Serve => run::serve(cfg).await,
             Command::Ingest => kafka::ingest(cfg).await,
             Command::Process { exit_at_end } => {

@@ -275,10 +275,38 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 }
 
 /// `pricestream run`
+/// What `run` serves and when it stops.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Serve the API (and metrics).
+    pub api: bool,
+    /// Stop, after draining the pipeline, once every connector has finished.
+    pub exit_when_sources_done: bool,
+}
+
+impl RunOptions {
+    /// `pricestream run`: serve until stopped.
+    pub const RUN: RunOptions = RunOptions {
+        api: true,
+        exit_when_sources_done: false,
+    };
+    /// `pricestream replay`: no API; done when the replay is.
+    pub const REPLAY: RunOptions = RunOptions {
+        api: false,
+        exit_when_sources_done: true,
+    };
+}
+
+/// `pricestream run`
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     if cfg.kafka.enabled() {
         return crate::kafka::run_all(cfg).await;
     }
+    run_with(cfg, RunOptions::RUN).await
+}
+
+/// The embedded process: connectors, in-process bus, dataflow, sink and (optionally) API.
+pub async fn run_with(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let metrics = install_metrics()?;
     let store = open_store(&cfg, cfg.store.auto_migrate).await?;
     let lake = cfg.lake.enabled.then(|| Lake::new(cfg.lake_dir()));
@@ -389,32 +417,38 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     // API
     let stop_api = CancellationToken::new();
-    let api = start_api(
-        &cfg,
-        AppState {
-            store: Arc::clone(&store),
-            metrics: Some(metrics),
-            lake_dir: cfg.lake.enabled.then(|| cfg.lake_dir()),
-            pipeline: Some(PipelineHealth {
-                progress,
-                stall_after: Duration::from_millis(
-                    u64::try_from(cfg.pipeline.stall_timeout_ms).unwrap_or(u64::MAX),
-                ),
-                broker: None,
-            }),
-            live: Some(pricestream_api::stream::LiveStream::new(
-                live_hub.clone(),
-                cfg.api.stream_max_connections,
-            )),
-            auth: pricestream_api::auth::Auth::try_new(cfg.api.auth.clone())
-                .await
-                .map_err(anyhow::Error::msg)
-                .context("setting up API authentication")?,
-        },
-        stop_api.clone(),
-        &fatal,
-    )
-    .await?;
+    let api = if opts.api {
+        Some(
+            start_api(
+                &cfg,
+                AppState {
+                    store: Arc::clone(&store),
+                    metrics: Some(metrics),
+                    lake_dir: cfg.lake.enabled.then(|| cfg.lake_dir()),
+                    pipeline: Some(PipelineHealth {
+                        progress,
+                        stall_after: Duration::from_millis(
+                            u64::try_from(cfg.pipeline.stall_timeout_ms).unwrap_or(u64::MAX),
+                        ),
+                        broker: None,
+                    }),
+                    live: Some(pricestream_api::stream::LiveStream::new(
+                        live_hub.clone(),
+                        cfg.api.stream_max_connections,
+                    )),
+                    auth: pricestream_api::auth::Auth::try_new(cfg.api.auth.clone())
+                        .await
+                        .map_err(anyhow::Error::msg)
+                        .context("setting up API authentication")?,
+                },
+                stop_api.clone(),
+                &fatal,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
 
     // connectors: one supervising task; the first failure ends it (and aborts the rest)
     let stop_sources = CancellationToken::new();
@@ -452,6 +486,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             joined = connectors_done => {
                 connectors = None;
                 match joined {
+                    Ok(Ok(n)) if opts.exit_when_sources_done => {
+                        tracing::info!(quotes = n, "all connectors finished; draining the pipeline");
+                        break;
+                    }
                     Ok(Ok(n)) => tracing::info!(quotes = n, "all connectors finished; serving until stopped"),
                     Ok(Err(e)) => { failure = Some(e); break; }
                     Err(e) => { failure = Some(anyhow::anyhow!("connectors task panicked: {e}")); break; }
@@ -498,8 +536,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     }
     stop_api.cancel();
-    if let Err(e) = api.join().await {
-        failure.get_or_insert(e);
+    if let Some(api) = api {
+        if let Err(e) = api.join().await {
+            failure.get_or_insert(e);
+        }
     }
     match failure {
         Some(e) => Err(e),

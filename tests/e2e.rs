@@ -554,3 +554,114 @@ fn config_check_and_migrate_work_and_bad_config_is_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn replay_turns_a_trade_dump_into_bars_and_exits_when_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), free_port());
+    // a data.binance.vision trade dump (spot layout, no header): 3 hours of ETHUSDT trades,
+    // several per second, prices in cents as the dumps print them
+    let start_ms: i64 = 1_700_000_000_000 - 1_700_000_000_000 % 60_000;
+    let mut csv = String::new();
+    let mut expected: BTreeMap<i64, (f64, f64, f64, f64, f64, u64)> = BTreeMap::new();
+    let mut t = start_ms;
+    let mut price_cents: i64 = 200_000;
+    for id in 0..40_000u64 {
+        t += 37 + (id as i64 * 7919) % 450;
+        price_cents += (id as i64 * 104_729 % 7) - 3;
+        let qty_milli = 1 + (id * 31) % 2_000;
+        let (price, qty) = (price_cents as f64 / 100.0, qty_milli as f64 / 1_000.0);
+        csv.push_str(&format!(
+            "{},{}.{:02},{}.{:03},{:.5},{},{},True\n",
+            9_000_000 + id,
+            price_cents / 100,
+            price_cents % 100,
+            qty_milli / 1_000,
+            qty_milli % 1_000,
+            price * qty,
+            t,
+            if id % 3 == 0 { "True" } else { "False" },
+        ));
+        let minute = (t - t % 60_000) * 1_000_000;
+        let e = expected
+            .entry(minute)
+            .or_insert((price, price, price, price, 0.0, 0));
+        e.1 = e.1.max(price);
+        e.2 = e.2.min(price);
+        e.3 = price;
+        e.4 += qty;
+        e.5 += 1;
+    }
+    let dump = dir.path().join("ETHUSDT-trades-2023-11-14.csv");
+    std::fs::write(&dump, csv).unwrap();
+
+    let mut child = Proc(Some(
+        Command::new(BIN)
+            .args(["--config", config.to_str().unwrap(), "replay"])
+            .args(["--format", "binance-trades-csv", "--symbol", "ETH-USDT"])
+            .arg(&dump)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let c = child.0.as_mut().unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "replay did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut log = String::new();
+    c.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(status.success(), "exit status {status}; log:\n{log}");
+    assert!(log.contains("stopped cleanly"), "{log}");
+    assert!(!log.contains("API listening"), "replay serves no API:\n{log}");
+
+    // every minute of the dump is a bar, with the dump's own numbers; nothing else (the
+    // configuration's synthetic market stayed off)
+    let bars = lake_bars(&dir.path().join("data/lake"));
+    let got: BTreeMap<i64, (f64, f64, f64, f64, f64, u64)> = bars
+        .iter()
+        .map(|((sym, start), b)| {
+            assert_eq!(sym, "ETH-USDT");
+            let f = |k: &str| b[k].as_f64().unwrap();
+            (
+                *start,
+                (
+                    f("open"),
+                    f("high"),
+                    f("low"),
+                    f("close"),
+                    f("volume"),
+                    b["trade_count"].as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), expected.len());
+    for ((m, g), (em, e)) in got.iter().zip(&expected) {
+        assert_eq!(m, em);
+        assert_eq!((g.0, g.1, g.2, g.3, g.5), (e.0, e.1, e.2, e.3, e.5), "bar {m}");
+        assert!((g.4 - e.4).abs() <= 1e-9 * e.4, "volume of bar {m}: {} vs {}", g.4, e.4);
+    }
+    assert_eq!(got.values().map(|b| b.5).sum::<u64>(), 40_000);
+
+    // a bad format name is refused before anything runs
+    let out = Command::new(BIN)
+        .args(["--config", config.to_str().unwrap(), "replay"])
+        .args(["--format", "trades", "x.csv"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("binance-trades-csv"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

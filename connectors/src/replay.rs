@@ -1,6 +1,7 @@
 //! Replay: recorded history played back as a live source — Binance public-data kline CSVs
-//! (candles, written as 1m bars like every venue candle), NDJSON of PriceStream's own quote
-//! schema and Parquet quotes from our lake (published to the bus) — at the original pace,
+//! (candles, written as 1m bars like every venue candle), Binance public-data trade CSVs,
+//! NDJSON of PriceStream's own quote schema and Parquet quotes from our lake (quotes are
+//! published to the bus) — at the original pace,
 //! N times faster, or as fast as possible. The whole input is read and checked before
 //! anything is sent: a bad line is a clear error naming the file and line, and nothing of
 //! that file is half-sent.
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use pricestream_bus::QuotePublisher;
 use pricestream_schemas::{
-    Candle, Clock, Interval, Quote, Symbol, TimestampNs, Venue, NANOS_PER_MILLI,
+    Candle, Clock, Interval, Quote, QuoteKind, Side, Symbol, TimestampNs, Venue,
+    NANOS_PER_MILLI,
 };
 use pricestream_store::{Lake, Store};
 use serde::{Deserialize, Serialize};
@@ -28,10 +30,31 @@ pub const CONNECTOR: &str = "replay";
 pub enum ReplayFormat {
     /// data.binance.vision kline CSV (spot without header, futures with one).
     BinanceKlinesCsv,
+    /// data.binance.vision trade CSV: `id,price,qty,quote_qty,time,is_buyer_maker[,
+    /// is_best_match]` (spot without header, futures with one; time in ms or µs).
+    BinanceTradesCsv,
     /// One PriceStream quote (JSON) per line.
     QuotesNdjson,
     /// The `quotes` dataset of a PriceStream lake (`path` is the lake root).
     LakeParquet,
+}
+
+impl std::str::FromStr for ReplayFormat {
+    type Err = String;
+
+    /// The configuration's names, with `-` or `_`: `binance-trades-csv`.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.replace('-', "_").as_str() {
+            "binance_klines_csv" => Ok(ReplayFormat::BinanceKlinesCsv),
+            "binance_trades_csv" => Ok(ReplayFormat::BinanceTradesCsv),
+            "quotes_ndjson" => Ok(ReplayFormat::QuotesNdjson),
+            "lake_parquet" => Ok(ReplayFormat::LakeParquet),
+            _ => Err(format!(
+                "{s:?} is not a replay format: binance-klines-csv, binance-trades-csv, \
+                 quotes-ndjson or lake-parquet"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,7 +64,7 @@ pub struct ReplayConfig {
     pub format: ReplayFormat,
     /// Files to play in order (for `lake_parquet`: the lake root).
     pub paths: Vec<PathBuf>,
-    /// Canonical symbol and venue of kline CSVs (their rows do not say).
+    /// Canonical symbol and venue of kline and trade CSVs (their rows do not say).
     pub symbol: String,
     pub venue: Venue,
     /// 1 = original pace, N = N times faster, 0 = as fast as possible.
@@ -161,6 +184,72 @@ pub fn read_klines_csv(
     Ok(out)
 }
 
+/// Trade times of the dumps are milliseconds until 2025 and microseconds since; a value at
+/// or above this is taken as microseconds (1e14 ms would be the year 5138).
+const MICROS_FROM: i64 = 100_000_000_000_000;
+
+/// Parses a Binance trade CSV into trade quotes. A header row (futures dumps) is skipped;
+/// `is_buyer_maker` = true means the aggressor sold. Every quote is validated.
+pub fn read_trades_csv(
+    path: &Path,
+    venue: Venue,
+    symbol: &Symbol,
+    now: TimestampNs,
+) -> Result<Vec<Quote>> {
+    let text = std::fs::read_to_string(path).map_err(|e| input_err(path, None, e.to_string()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || (i == 0 && line.starts_with("id,")) {
+            continue;
+        }
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        let bad = |m: String| input_err(path, Some(i + 1), m);
+        if !(6..=7).contains(&f.len()) {
+            return Err(bad(format!("expected 6 or 7 columns, found {}", f.len())));
+        }
+        let id = f[0]
+            .parse::<u64>()
+            .map_err(|e| bad(format!("column 1 (id): {e}")))?;
+        let num = |k: usize, name: &str| {
+            f[k].parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| bad(format!("column {} ({name}) is not a number", k + 1)))
+        };
+        let time = f[4]
+            .parse::<i64>()
+            .map_err(|e| bad(format!("column 5 (time): {e}")))?;
+        let ts_event = if time >= MICROS_FROM {
+            time.checked_mul(1_000)
+        } else {
+            time.checked_mul(NANOS_PER_MILLI)
+        }
+        .ok_or_else(|| bad(format!("time {time} is out of range")))?;
+        let buyer_is_maker = match f[5].to_ascii_lowercase().as_str() {
+            "true" => true,
+            "false" => false,
+            other => return Err(bad(format!("column 6 (is_buyer_maker) is {other:?}"))),
+        };
+        let q = Quote {
+            venue,
+            symbol: symbol.clone(),
+            kind: QuoteKind::Trade,
+            price: num(1, "price")?,
+            size: num(2, "qty")?,
+            side: Some(if buyer_is_maker { Side::Sell } else { Side::Buy }),
+            trade_id: Some(id),
+            bid: None,
+            ask: None,
+            ts_event,
+            ts_ingest: now,
+        };
+        q.validate().map_err(|e| bad(e.to_string()))?;
+        out.push(q);
+    }
+    Ok(out)
+}
+
 /// Parses NDJSON of PriceStream quotes; every quote is validated.
 pub fn read_quotes_ndjson(path: &Path) -> Result<Vec<Quote>> {
     let text = std::fs::read_to_string(path).map_err(|e| input_err(path, None, e.to_string()))?;
@@ -197,6 +286,15 @@ impl ReplayConfig {
                         read_klines_csv(p, self.venue, &symbol, now)?
                             .into_iter()
                             .map(ReplayEvent::Candle),
+                    );
+                }
+                ReplayFormat::BinanceTradesCsv => {
+                    let symbol = Symbol::new(&self.symbol)
+                        .map_err(|e| ConnectorError::Config(format!("replay: {e}")))?;
+                    events.extend(
+                        read_trades_csv(p, self.venue, &symbol, now)?
+                            .into_iter()
+                            .map(ReplayEvent::Quote),
                     );
                 }
                 ReplayFormat::QuotesNdjson => {

@@ -11,7 +11,9 @@ use pricestream_connectors::coinbase::parse;
 use pricestream_connectors::replay::{ReplayConfig, ReplayFormat};
 use pricestream_connectors::symbols::SymbolMap;
 use pricestream_connectors::ws::FeedEvent;
-use pricestream_schemas::{Clock, Interval, Quote, Symbol, Venue, NANOS_PER_MILLI};
+use pricestream_schemas::{
+    Clock, Interval, Quote, QuoteKind, Side, Symbol, Venue, NANOS_PER_MILLI,
+};
 use pricestream_store::BarQuery;
 use tokio_util::sync::CancellationToken;
 
@@ -205,4 +207,131 @@ async fn binance_kline_dumps_become_bars_at_the_asked_pace() {
         elapsed >= Duration::from_millis(2_200) && elapsed < Duration::from_secs(6),
         "{elapsed:?}"
     );
+}
+
+/// The recorded `GET /api/v3/trades` answer (real BTCUSDT trades) laid out as a
+/// data.binance.vision trade dump: `id,price,qty,quote_qty,time,is_buyer_maker,
+/// is_best_match`, the numbers byte for byte as Binance sent them. `micros` writes the time
+/// in microseconds (the dumps since 2025), `header` adds the futures dumps' header row.
+fn recorded_trades_as_dump(micros: bool, header: bool) -> (String, Vec<serde_json::Value>) {
+    let text =
+        std::fs::read_to_string(support::fixtures().join("binance/rest/api_v3_trades.json"))
+            .unwrap();
+    let trades: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let mut csv = String::new();
+    if header {
+        csv.push_str("id,price,qty,quote_qty,time,is_buyer_maker\n");
+    }
+    for t in &trades {
+        let time = t["time"].as_i64().unwrap() * if micros { 1_000 } else { 1 };
+        csv.push_str(&format!(
+            "{},{},{},{},{},{}",
+            t["id"],
+            t["price"].as_str().unwrap(),
+            t["qty"].as_str().unwrap(),
+            t["quoteQty"].as_str().unwrap(),
+            time,
+            if t["isBuyerMaker"].as_bool().unwrap() { "True" } else { "False" },
+        ));
+        if !header {
+            csv.push_str(&format!(
+                ",{}",
+                if t["isBestMatch"].as_bool().unwrap() { "True" } else { "False" }
+            ));
+        }
+        csv.push('\n');
+    }
+    (csv, trades)
+}
+
+#[tokio::test]
+async fn binance_trade_dumps_replay_as_the_recorded_trades() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = support::sqlite_store(&dir).await;
+    for (micros, header) in [(false, false), (true, true)] {
+        let (csv, trades) = recorded_trades_as_dump(micros, header);
+        assert_eq!(trades.len(), 10);
+        let path = dir.path().join("BTCUSDT-trades-2021-10-22.csv");
+        std::fs::write(&path, csv).unwrap();
+        let bus = InProcessBus::new(1, 100);
+        let cfg = ReplayConfig {
+            enabled: true,
+            format: ReplayFormat::BinanceTradesCsv,
+            paths: vec![path.clone()],
+            symbol: "BTC-USDT".into(),
+            venue: Venue::Binance,
+            speed: 0.0,
+        };
+        let n = cfg
+            .run(
+                Arc::new(bus.publisher().unwrap()),
+                Arc::clone(&store),
+                clock(),
+                CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 10);
+        let got = drain(&bus, 10).await;
+        let want: Vec<_> = trades
+            .iter()
+            .map(|t| {
+                (
+                    t["id"].as_u64().unwrap(),
+                    t["price"].as_str().unwrap().parse::<f64>().unwrap(),
+                    t["qty"].as_str().unwrap().parse::<f64>().unwrap(),
+                    t["time"].as_i64().unwrap() * NANOS_PER_MILLI,
+                    // the buyer was the maker: the aggressor sold
+                    if t["isBuyerMaker"].as_bool().unwrap() {
+                        Side::Sell
+                    } else {
+                        Side::Buy
+                    },
+                )
+            })
+            .collect();
+        let got: Vec<_> = got
+            .iter()
+            .map(|q| {
+                assert_eq!(
+                    (q.venue, q.symbol.as_str(), q.kind),
+                    (Venue::Binance, "BTC-USDT", QuoteKind::Trade)
+                );
+                (
+                    q.trade_id.unwrap(),
+                    q.price,
+                    q.size,
+                    q.ts_event,
+                    q.side.unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "micros {micros} header {header}");
+    }
+
+    // a bad row is a clear error naming file and line, and nothing is sent
+    let (csv, _) = recorded_trades_as_dump(false, false);
+    let mut lines: Vec<&str> = csv.lines().collect();
+    lines[3] = "1111468876,60650.01000000,-0.5,1.0,1634942949583,False,True";
+    let path = dir.path().join("bad.csv");
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let bus = InProcessBus::new(1, 100);
+    let cfg = ReplayConfig {
+        enabled: true,
+        format: ReplayFormat::BinanceTradesCsv,
+        paths: vec![path],
+        speed: 0.0,
+        ..ReplayConfig::default()
+    };
+    let e = cfg
+        .run(
+            Arc::new(bus.publisher().unwrap()),
+            store,
+            clock(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("bad.csv:4"), "{e}");
+    assert!(drain(&bus, 1).await.is_empty());
 }
