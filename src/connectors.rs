@@ -15,6 +15,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
+/// The venue connectors' settings.
+pub fn venues(cfg: &Config) -> Venues<'_> {
+    Venues {
+        binance: &cfg.connectors.binance,
+        coinbase: &cfg.connectors.coinbase,
+        coingecko: &cfg.connectors.coingecko,
+        replay: &cfg.connectors.replay,
+        scheduler: &cfg.connectors.scheduler,
+    }
+}
+
 /// The tasks of the enabled venue connectors.
 pub fn venue_tasks(
     cfg: &Config,
@@ -23,14 +34,7 @@ pub fn venue_tasks(
     publisher: &Arc<dyn QuotePublisher>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Vec<ConnectorTask>> {
-    let venues = Venues {
-        binance: &cfg.connectors.binance,
-        coinbase: &cfg.connectors.coinbase,
-        coingecko: &cfg.connectors.coingecko,
-        replay: &cfg.connectors.replay,
-        scheduler: &cfg.connectors.scheduler,
-    };
-    venues
+    venues(cfg)
         .build(
             Arc::clone(store),
             Arc::clone(clock),

@@ -10,6 +10,7 @@ mod run;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
@@ -151,6 +152,16 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Config {
             action: ConfigAction::Check,
         } => {
+            // connectors are checked the way `run` builds them (replay files are read)
+            let clock: std::sync::Arc<dyn pricestream_schemas::Clock> =
+                std::sync::Arc::new(pricestream_schemas::SystemClock);
+            cfg.connectors
+                .synthetic
+                .build(clock.as_ref())
+                .context("connectors.synthetic")?;
+            connectors::venues(&cfg)
+                .check(clock)
+                .context("connector configuration")?;
             // secrets are not printed
             let mut shown = cfg.clone();
             if shown.api.auth.jwt.hs256_secret.is_some() {

@@ -542,6 +542,33 @@ fn config_check_and_migrate_work_and_bad_config_is_refused() {
             .success()
     );
 
+    // connector settings are checked as `run` would build them: a rate limit no request
+    // fits into, and a replay input that does not exist
+    for (enable, key, value, says) in [
+        (
+            "PRICESTREAM_CONNECTORS__BINANCE__ENABLED",
+            "PRICESTREAM_CONNECTORS__BINANCE__HTTP__WEIGHT_PER_WINDOW",
+            "1",
+            "weight_per_window",
+        ),
+        (
+            "PRICESTREAM_CONNECTORS__REPLAY__ENABLED",
+            "PRICESTREAM_CONNECTORS__REPLAY__PATHS",
+            "[\"/nonexistent/trades.csv\"]",
+            "/nonexistent/trades.csv",
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .args(["--config", config.to_str().unwrap(), "config", "check"])
+            .env(enable, "true")
+            .env(key, value)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{key}={value} passed the check");
+        assert!(err.contains(says), "{key}={value}: {err}");
+    }
+
     let out = Command::new(BIN)
         .args(["--config", config.to_str().unwrap(), "config", "check"])
         .env("PRICESTREAM_PIPELINE__WINDOWS", "3")
@@ -621,7 +648,10 @@ fn replay_turns_a_trade_dump_into_bars_and_exits_when_done() {
     c.stderr.take().unwrap().read_to_string(&mut log).unwrap();
     assert!(status.success(), "exit status {status}; log:\n{log}");
     assert!(log.contains("stopped cleanly"), "{log}");
-    assert!(!log.contains("API listening"), "replay serves no API:\n{log}");
+    assert!(
+        !log.contains("API listening"),
+        "replay serves no API:\n{log}"
+    );
 
     // every minute of the dump is a bar, with the dump's own numbers; nothing else (the
     // configuration's synthetic market stayed off)
@@ -647,8 +677,17 @@ fn replay_turns_a_trade_dump_into_bars_and_exits_when_done() {
     assert_eq!(got.len(), expected.len());
     for ((m, g), (em, e)) in got.iter().zip(&expected) {
         assert_eq!(m, em);
-        assert_eq!((g.0, g.1, g.2, g.3, g.5), (e.0, e.1, e.2, e.3, e.5), "bar {m}");
-        assert!((g.4 - e.4).abs() <= 1e-9 * e.4, "volume of bar {m}: {} vs {}", g.4, e.4);
+        assert_eq!(
+            (g.0, g.1, g.2, g.3, g.5),
+            (e.0, e.1, e.2, e.3, e.5),
+            "bar {m}"
+        );
+        assert!(
+            (g.4 - e.4).abs() <= 1e-9 * e.4,
+            "volume of bar {m}: {} vs {}",
+            g.4,
+            e.4
+        );
     }
     assert_eq!(got.values().map(|b| b.5).sum::<u64>(), 40_000);
 

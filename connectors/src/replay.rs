@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use pricestream_bus::QuotePublisher;
 use pricestream_schemas::{
-    Candle, Clock, Interval, Quote, QuoteKind, Side, Symbol, TimestampNs, Venue,
-    NANOS_PER_MILLI,
+    Candle, Clock, Interval, Quote, QuoteKind, Side, Symbol, TimestampNs, Venue, NANOS_PER_MILLI,
 };
 use pricestream_store::{Lake, Store};
 use serde::{Deserialize, Serialize};
@@ -237,7 +236,11 @@ pub fn read_trades_csv(
             kind: QuoteKind::Trade,
             price: num(1, "price")?,
             size: num(2, "qty")?,
-            side: Some(if buyer_is_maker { Side::Sell } else { Side::Buy }),
+            side: Some(if buyer_is_maker {
+                Side::Sell
+            } else {
+                Side::Buy
+            }),
             trade_id: Some(id),
             bid: None,
             ask: None,

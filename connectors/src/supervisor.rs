@@ -66,7 +66,35 @@ impl Venues<'_> {
             || self.replay.enabled
     }
 
-    /// Checks the configuration and builds the tasks.
+    /// Checks the enabled connectors' configuration as [`Venues::build`] will use it,
+    /// without building anything that runs: symbol tables, HTTP clients and rate limits,
+    /// feeds and channels, and replay inputs (read and checked whole).
+    pub fn check(&self, clock: Arc<dyn Clock>) -> Result<()> {
+        let b = self.binance;
+        if b.enabled {
+            if b.symbol_map()?.is_empty() {
+                return Err(ConnectorError::Config(
+                    "binance: at least one symbol is needed".into(),
+                ));
+            }
+            for s in b.symbols.values() {
+                Symbol::new(s).map_err(|e| ConnectorError::Config(format!("binance: {e}")))?;
+            }
+            b.rest(Arc::clone(&clock))?;
+        }
+        if self.coinbase.enabled {
+            self.coinbase.check()?;
+        }
+        if self.coingecko.enabled {
+            self.coingecko.build(Arc::clone(&clock), None)?;
+        }
+        if self.replay.enabled {
+            self.replay.load(clock.now_ns())?;
+        }
+        Ok(())
+    }
+
+    /// Checks the configuration ([`Venues::check`]) and builds the tasks.
     pub fn build(
         &self,
         store: Arc<dyn Store>,
@@ -74,17 +102,14 @@ impl Venues<'_> {
         publisher: Arc<dyn QuotePublisher>,
         cancel: CancellationToken,
     ) -> Result<Vec<ConnectorTask>> {
+        // a bad setting or file stops the start with a clear error
+        self.check(Arc::clone(&clock))?;
         let recorder = RunRecorder::new(Arc::clone(&store), Arc::clone(&clock));
         let mut tasks: Vec<ConnectorTask> = Vec::new();
         let mut jobs: Vec<Scheduled> = Vec::new();
         let b = self.binance;
         if b.enabled {
             let symbols = b.symbol_map()?;
-            if symbols.is_empty() {
-                return Err(ConnectorError::Config(
-                    "binance: at least one symbol is needed".into(),
-                ));
-            }
             let canonical: Vec<Symbol> = b
                 .symbols
                 .values()
@@ -147,8 +172,6 @@ impl Venues<'_> {
             jobs.push(Scheduled::new(Arc::new(cg)));
         }
         if self.replay.enabled {
-            // checked now, so a bad file stops the start with a clear error
-            self.replay.load(clock.now_ns())?;
             let rp = self.replay.clone();
             let (publisher, store, clock, recorder, cancel) = (
                 Arc::clone(&publisher),

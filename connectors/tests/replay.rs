@@ -214,9 +214,8 @@ async fn binance_kline_dumps_become_bars_at_the_asked_pace() {
 /// is_best_match`, the numbers byte for byte as Binance sent them. `micros` writes the time
 /// in microseconds (the dumps since 2025), `header` adds the futures dumps' header row.
 fn recorded_trades_as_dump(micros: bool, header: bool) -> (String, Vec<serde_json::Value>) {
-    let text =
-        std::fs::read_to_string(support::fixtures().join("binance/rest/api_v3_trades.json"))
-            .unwrap();
+    let text = std::fs::read_to_string(support::fixtures().join("binance/rest/api_v3_trades.json"))
+        .unwrap();
     let trades: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
     let mut csv = String::new();
     if header {
@@ -231,12 +230,20 @@ fn recorded_trades_as_dump(micros: bool, header: bool) -> (String, Vec<serde_jso
             t["qty"].as_str().unwrap(),
             t["quoteQty"].as_str().unwrap(),
             time,
-            if t["isBuyerMaker"].as_bool().unwrap() { "True" } else { "False" },
+            if t["isBuyerMaker"].as_bool().unwrap() {
+                "True"
+            } else {
+                "False"
+            },
         ));
         if !header {
             csv.push_str(&format!(
                 ",{}",
-                if t["isBestMatch"].as_bool().unwrap() { "True" } else { "False" }
+                if t["isBestMatch"].as_bool().unwrap() {
+                    "True"
+                } else {
+                    "False"
+                }
             ));
         }
         csv.push('\n');

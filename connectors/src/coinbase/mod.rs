@@ -53,6 +53,17 @@ impl Feed for CoinbaseFeed {
 
 impl CoinbaseConfig {
     /// Runs the live feed until cancelled; returns the quotes published.
+    /// The symbol table, once the settings are known to be usable.
+    pub fn check(&self) -> Result<SymbolMap> {
+        let symbols = SymbolMap::new("coinbase", &self.symbols)?;
+        if symbols.is_empty() || self.channels.is_empty() {
+            return Err(ConnectorError::Config(
+                "coinbase: at least one symbol and one channel are needed".into(),
+            ));
+        }
+        Ok(symbols)
+    }
+
     pub async fn run(
         &self,
         publisher: Arc<dyn QuotePublisher>,
@@ -61,12 +72,7 @@ impl CoinbaseConfig {
         recorder: RunRecorder,
         cancel: CancellationToken,
     ) -> Result<u64> {
-        let symbols = SymbolMap::new("coinbase", &self.symbols)?;
-        if symbols.is_empty() || self.channels.is_empty() {
-            return Err(ConnectorError::Config(
-                "coinbase: at least one symbol and one channel are needed".into(),
-            ));
-        }
+        let symbols = self.check()?;
         LiveFeed {
             feed: CoinbaseFeed {
                 cfg: self.clone(),
