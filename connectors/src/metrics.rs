@@ -16,6 +16,8 @@ pub const HTTP_SECONDS: &str = "pricestream_connector_http_request_duration_seco
 /// Requests that had to wait for the rate limiter, and how long, by venue.
 pub const RATE_LIMIT_WAITS: &str = "pricestream_connector_rate_limit_waits_total";
 pub const RATE_LIMIT_WAIT_SECONDS: &str = "pricestream_connector_rate_limit_wait_seconds";
+/// The venue's own count of weight used in its current window, by venue (Binance).
+pub const VENUE_USED_WEIGHT: &str = "pricestream_connector_venue_used_weight";
 /// Circuit breaker state by venue: 0 closed, 1 half-open, 2 open.
 pub const BREAKER_STATE: &str = "pricestream_connector_breaker_state";
 /// Times a venue's breaker opened.
@@ -77,6 +79,11 @@ pub fn describe() {
         RATE_LIMIT_WAIT_SECONDS,
         Unit::Seconds,
         "Time requests waited for the venue's rate limiter, by venue"
+    );
+    describe_gauge!(
+        VENUE_USED_WEIGHT,
+        Unit::Count,
+        "The venue's own count of request weight used in its current window, by venue"
     );
     describe_gauge!(
         BREAKER_STATE,

@@ -281,6 +281,35 @@ async fn the_request_weight_budget_is_never_exceeded() {
 }
 
 #[tokio::test]
+async fn the_venues_count_of_used_weight_holds_requests_back() {
+    // the venue allows 40 weight per 500 ms window, and other clients behind our address
+    // spend 34 of it at the start of every window: by our own limiter's count 10
+    // requests of weight 2 could go at once, but only 3 fit what the venue has left
+    let window = Duration::from_millis(500);
+    let fx = FakeExchange::start(40, window).await;
+    fx.lock().others_weight = 34;
+    let mut cfg = http(0);
+    cfg.weight_per_window = 40;
+    cfg.window_ms = 500;
+    let client = rest(&fx, cfg, later());
+    let started = Instant::now();
+    for i in 0..12i64 {
+        let from = ns(JAN1_2020_MS + i * MIN_MS);
+        client
+            .candles(&btc(), Interval::M1, from, from + ns(MIN_MS))
+            .await
+            .unwrap();
+    }
+    let elapsed = started.elapsed();
+    let c = &fx.lock().counters;
+    assert_eq!(c.requests, 12);
+    assert_eq!(c.violations, 0, "windows: {:?}", c.window_weight);
+    assert!(c.window_weight.values().all(|w| *w <= 40));
+    // 3 requests per window: 12 need at least 3 window ends
+    assert!(elapsed >= Duration::from_millis(1_000), "{elapsed:?}");
+}
+
+#[tokio::test]
 async fn a_backfill_job_reports_progress_and_records_absent_candles() {
     let dir = tempfile::tempdir().unwrap();
     let store = support::sqlite_store(&dir).await;

@@ -24,7 +24,9 @@ impl BinanceConfig {
 
     /// The REST client this configuration describes.
     pub fn rest(&self, clock: Arc<dyn Clock>) -> Result<BinanceRest> {
-        let http = VenueHttp::new("binance", &self.rest_url, &self.http)?;
+        // Binance counts weight per IP and UTC minute, across all of that IP's clients
+        let http = VenueHttp::new("binance", &self.rest_url, &self.http)?
+            .with_used_weight_header("x-mbx-used-weight-1m");
         Ok(BinanceRest::new(
             http,
             self.symbol_map()?,

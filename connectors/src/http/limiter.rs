@@ -1,10 +1,12 @@
 //! Per-venue request-weight limiter: a GCRA limiter (`governor`) sized so that no window
 //! of the venue's length — aligned with the venue's clock or not — carries more than the
-//! allowed weight, plus a penalty box the venue fills with `Retry-After` (429 / 418).
+//! allowed weight, plus a penalty box the venue fills with `Retry-After` (429 / 418) or
+//! with its own count of used weight (`X-MBX-USED-WEIGHT-1M`), which also counts other
+//! clients behind the same address.
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
@@ -15,8 +17,14 @@ pub struct WeightLimiter {
     venue: &'static str,
     limiter: DefaultDirectRateLimiter,
     burst: u32,
+    /// The venue's budget per window, and the window.
+    budget: u32,
+    window: Duration,
     blocked_until: Mutex<Option<Instant>>,
 }
+
+/// Margin added to the rest of the venue's window: clocks differ a little.
+const WINDOW_END_MARGIN: Duration = Duration::from_millis(50);
 
 impl WeightLimiter {
     /// At most `weight_per_window` weight in any `window`: half of it may be spent at once
@@ -38,6 +46,8 @@ impl WeightLimiter {
             venue,
             limiter: RateLimiter::direct(quota),
             burst,
+            budget: weight_per_window,
+            window,
             blocked_until: Mutex::new(None),
         })
     }
@@ -66,6 +76,23 @@ impl WeightLimiter {
                 .record(waited.as_secs_f64());
         }
         waited
+    }
+
+    /// The venue says `used` weight is spent in its current window (its windows start at
+    /// multiples of the window length since the Unix epoch, e.g. every UTC minute). If
+    /// another request of `weight` would not fit the budget, nothing is sent before that
+    /// window ends.
+    pub fn venue_reports_used(&self, used: u32, weight: u32) {
+        metrics::gauge!(m::VENUE_USED_WEIGHT, "venue" => self.venue).set(f64::from(used));
+        if used.saturating_add(weight) > self.budget {
+            let window = self.window.as_nanos().max(1);
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos();
+            let left = u64::try_from(window - now % window).unwrap_or(u64::MAX);
+            self.penalize(Duration::from_nanos(left) + WINDOW_END_MARGIN);
+        }
     }
 
     /// The venue asked for a pause: nothing is sent before `d` has passed.

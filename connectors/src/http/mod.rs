@@ -34,6 +34,8 @@ pub struct VenueHttp {
     backoff: Backoff,
     max_retries: u32,
     headers: reqwest::header::HeaderMap,
+    /// Response header with the venue's count of weight used in its current window.
+    used_weight_header: Option<&'static str>,
 }
 
 impl VenueHttp {
@@ -70,6 +72,7 @@ impl VenueHttp {
             ),
             max_retries: cfg.max_retries,
             headers: reqwest::header::HeaderMap::new(),
+            used_weight_header: None,
         })
     }
 
@@ -87,6 +90,14 @@ impl VenueHttp {
         })?;
         self.headers.insert(name, v);
         Ok(self)
+    }
+
+    /// Reads the venue's own count of used weight from response header `name` (Binance:
+    /// `x-mbx-used-weight-1m`) and holds requests back when the next one would not fit
+    /// (see [`WeightLimiter::venue_reports_used`]).
+    pub fn with_used_weight_header(mut self, name: &'static str) -> Self {
+        self.used_weight_header = Some(name);
+        self
     }
 
     pub fn breaker(&self) -> &CircuitBreaker {
@@ -142,7 +153,7 @@ impl VenueHttp {
         }
         self.limiter.acquire(weight).await;
         let started = Instant::now();
-        let result = self.send::<T>(path, query).await;
+        let result = self.send::<T>(path, query, weight).await;
         metrics::histogram!(m::HTTP_SECONDS, "venue" => self.venue)
             .record(started.elapsed().as_secs_f64());
         let outcome = match &result {
@@ -194,7 +205,12 @@ impl VenueHttp {
         self.err(kind, message)
     }
 
-    async fn send<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        weight: u32,
+    ) -> Result<T> {
         let url = format!("{}{}", self.base_url, path);
         let resp = self
             .client
@@ -205,6 +221,14 @@ impl VenueHttp {
             .await
             .map_err(|e| self.transport_err(e))?;
         let status = resp.status();
+        if let Some(used) = self
+            .used_weight_header
+            .and_then(|h| resp.headers().get(h))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u32>().ok())
+        {
+            self.limiter.venue_reports_used(used, weight);
+        }
         let retry_after = resp
             .headers()
             .get(reqwest::header::RETRY_AFTER)

@@ -181,8 +181,14 @@ pub struct Inner {
     pub counters: Counters,
     pub weight_limit: u32,
     pub window: Duration,
+    /// Weight other clients behind the same address spend at the start of every window
+    /// (counted against the same budget, as Binance counts per IP).
+    pub others_weight: u32,
     pub banned_until: Option<Instant>,
 }
+
+/// Binance's response header with the weight used in the current window.
+pub const USED_WEIGHT: &str = "x-mbx-used-weight-1m";
 
 #[derive(Clone)]
 pub struct FakeExchange {
@@ -207,6 +213,7 @@ impl FakeExchange {
             counters: Counters::default(),
             weight_limit,
             window,
+            others_weight: 0,
             banned_until: None,
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -270,31 +277,42 @@ async fn klines_handler(
     State(fx): State<FakeExchange>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let fault = {
+    let (fault, used) = {
         let mut g = fx.lock();
         g.counters.requests += 1;
         let now = Instant::now();
         if g.banned_until.is_some_and(|u| now < u) {
             g.counters.during_ban += 1;
         }
-        let idx = (fx.started.elapsed().as_nanos() / g.window.as_nanos().max(1)) as u64;
-        let limit = g.weight_limit;
-        let w = g.counters.window_weight.entry(idx).or_insert(0);
+        // windows start at multiples of the window since the Unix epoch, as Binance's UTC
+        // minutes do
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let idx = (since_epoch / g.window.as_nanos().max(1)) as u64;
+        let (limit, others) = (g.weight_limit, g.others_weight);
+        let w = g.counters.window_weight.entry(idx).or_insert(others);
         *w += KLINES_WEIGHT;
+        let used = w.to_string();
         if *w > limit {
             g.counters.violations += 1;
             return (
                 StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, "1")],
+                [
+                    (header::RETRY_AFTER, "1".to_string()),
+                    (header::HeaderName::from_static(USED_WEIGHT), used),
+                ],
                 "{\"code\":-1003,\"msg\":\"Too much request weight used.\"}",
             )
                 .into_response();
         }
+
         let fault = g.faults.pop_front();
         if let Some(Fault::Banned { retry_after_secs }) = &fault {
             g.banned_until = Some(now + Duration::from_secs(*retry_after_secs));
         }
-        fault
+        (fault, used)
     };
     match fault {
         Some(Fault::TooManyRequests { retry_after_secs }) => {
@@ -368,7 +386,10 @@ async fn klines_handler(
             .entry((symbol.clone(), r.open_time_ms))
             .or_insert(0) += 1;
     }
-    json_response(StatusCode::OK, body)
+    let mut resp = json_response(StatusCode::OK, body);
+    resp.headers_mut()
+        .insert(USED_WEIGHT, header::HeaderValue::from_str(&used).unwrap());
+    resp
 }
 
 async fn stream(State(fx): State<FakeExchange>, ws: WebSocketUpgrade) -> Response {
