@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use pricestream_bus::QuotePublisher;
 use pricestream_connectors::backfill;
+use pricestream_connectors::candles::CandleRollups;
 use pricestream_connectors::replay::{ReplayConfig, ReplayFormat};
 use pricestream_connectors::runs::RunRecorder;
 use pricestream_connectors::supervisor::{ConnectorTask, Venues};
@@ -23,7 +24,20 @@ pub fn venues(cfg: &Config) -> Venues<'_> {
         coingecko: &cfg.connectors.coingecko,
         replay: &cfg.connectors.replay,
         scheduler: &cfg.connectors.scheduler,
+        rollups: &cfg.pipeline.rollups,
+        rollup_settle: rollup_settle(cfg),
     }
+}
+
+/// How long after its end the pipeline may still revise a bucket (lateness plus
+/// out-of-orderness), and a minute more.
+fn rollup_settle(cfg: &Config) -> std::time::Duration {
+    let ms = cfg
+        .pipeline
+        .allowed_lateness_ms
+        .saturating_add(cfg.pipeline.max_out_of_orderness_ms)
+        .saturating_add(60_000);
+    std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 /// The tasks of the enabled venue connectors.
@@ -179,13 +193,19 @@ pub async fn backfill(
         job.id
     );
     let recorder = RunRecorder::new(Arc::clone(&store), Arc::clone(&clock));
+    let rollups = CandleRollups::new(&cfg.pipeline.rollups, rollup_settle(&cfg));
     let mut stderr = std::io::stderr();
     let result = recorder
         .track(
             "binance_backfill",
-            backfill::run_job(&source, &store, &clock, &mut job, &mut |j| {
-                draw(j, &mut stderr)
-            }),
+            backfill::run_job(
+                &source,
+                &store,
+                &clock,
+                Some(&rollups),
+                &mut job,
+                &mut |j| draw(j, &mut stderr),
+            ),
         )
         .await;
     eprintln!();

@@ -8,7 +8,7 @@ use pricestream_schemas::{Clock, Interval, Symbol, TimestampNs, NANOS_PER_SEC};
 use pricestream_store::{BackfillJob, BackfillState, Store};
 
 use crate::binance::KLINES_PAGE;
-use crate::candles::{candle_to_bar, CandleSource};
+use crate::candles::{candle_to_bar, CandleRollups, CandleSource};
 use crate::error::{ConnectorError, Result};
 use crate::metrics as m;
 
@@ -47,12 +47,14 @@ pub fn new_job(
 }
 
 /// Runs (or resumes, from `job.cursor`) a job to its end; `progress` is called after
-/// every page. On failure the job is stored as failed with its error, and the error is
+/// every page. With `rollups`, the coarser bars of the written buckets are brought up to
+/// date too. On failure the job is stored as failed with its error, and the error is
 /// returned.
 pub async fn run_job(
     source: &dyn CandleSource,
     store: &Arc<dyn Store>,
     clock: &Arc<dyn Clock>,
+    rollups: Option<&CandleRollups>,
     job: &mut BackfillJob,
     progress: &mut (dyn FnMut(&BackfillJob) + Send),
 ) -> Result<u64> {
@@ -64,9 +66,15 @@ pub async fn run_job(
     let chunk = step.saturating_mul(KLINES_PAGE as i64);
     while job.cursor < job.to {
         let chunk_to = job.cursor.saturating_add(chunk).min(job.to);
-        match page(source, store, clock, job, chunk_to).await {
+        match page(source, store, clock, rollups, job, chunk_to).await {
             Ok(()) => {}
             Err(e) => {
+                if let Some(r) = rollups {
+                    // what was written before the failure still gets its coarser bars
+                    if let Err(re) = r.flush(store.as_ref(), clock.now_ns()).await {
+                        tracing::warn!(error = %re, "rollups of the backfilled candles failed");
+                    }
+                }
                 job.state = BackfillState::Failed;
                 job.error = Some(e.to_string());
                 job.updated_at = clock.now_ns();
@@ -76,6 +84,9 @@ pub async fn run_job(
             }
         }
         progress(job);
+    }
+    if let Some(r) = rollups {
+        r.flush(store.as_ref(), clock.now_ns()).await?;
     }
     job.state = BackfillState::Completed;
     job.updated_at = clock.now_ns();
@@ -88,6 +99,7 @@ async fn page(
     source: &dyn CandleSource,
     store: &Arc<dyn Store>,
     clock: &Arc<dyn Clock>,
+    rollups: Option<&CandleRollups>,
     job: &mut BackfillJob,
     chunk_to: TimestampNs,
 ) -> Result<()> {
@@ -96,8 +108,11 @@ async fn page(
         .candles(&job.symbol, job.interval, job.cursor, chunk_to)
         .await?;
     let bars: Vec<_> = candles.iter().map(candle_to_bar).collect();
-    store.upsert_bars(&bars).await?;
     let now = clock.now_ns();
+    store.upsert_bars(&bars).await?;
+    if let Some(r) = rollups {
+        r.note(&bars);
+    }
     let got: std::collections::HashSet<TimestampNs> = bars.iter().map(|b| b.bucket_start).collect();
     let first = job.interval.bucket_start(job.cursor + step - 1);
     let lacking: Vec<TimestampNs> = (0..)
@@ -126,6 +141,8 @@ pub struct BackfillWorker {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub poll_interval: std::time::Duration,
+    /// Coarser bars of the backfilled buckets (see [`CandleRollups`]).
+    pub rollups: Option<Arc<CandleRollups>>,
 }
 
 #[async_trait::async_trait]
@@ -155,6 +172,7 @@ impl crate::runs::PollJob for BackfillWorker {
                 source.as_ref(),
                 &self.store,
                 &self.clock,
+                self.rollups.as_deref(),
                 &mut job,
                 &mut |_| {},
             )

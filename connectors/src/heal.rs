@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pricestream_schemas::{Clock, Interval, Symbol, TimestampNs, NANOS_PER_SEC};
+use pricestream_schemas::{Bar, Clock, Interval, Symbol, TimestampNs, NANOS_PER_SEC};
 use pricestream_store::{BarQuery, LedgerEntry, Store};
 use serde::{Deserialize, Serialize};
 
-use crate::candles::{candle_to_bar, CandleSource};
+use crate::candles::{candle_to_bar, CandleRollups, CandleSource};
 use crate::error::Result;
 use crate::metrics as m;
 use crate::runs::PollJob;
@@ -66,6 +66,7 @@ pub struct Healer {
     symbols: Vec<Symbol>,
     interval: Interval,
     cfg: HealConfig,
+    rollups: Option<Arc<CandleRollups>>,
 }
 
 impl Healer {
@@ -85,7 +86,25 @@ impl Healer {
             symbols,
             interval: Interval::M1,
             cfg,
+            rollups: None,
         }
+    }
+
+    /// Also brings the coarser bars of healed buckets up to date (see [`CandleRollups`]).
+    pub fn with_rollups(mut self, rollups: Arc<CandleRollups>) -> Self {
+        self.rollups = Some(rollups);
+        self
+    }
+
+    /// Writes healed 1m bars (and, with rollups, the settled coarser bars they touch).
+    async fn write(&self, bars: &[Bar], now: TimestampNs) -> Result<()> {
+        match &self.rollups {
+            Some(r) => {
+                r.write(self.store.as_ref(), bars, now).await?;
+            }
+            None => self.store.upsert_bars(bars).await?,
+        }
+        Ok(())
     }
 
     /// Buckets in `[from, to)` that have a bar of this venue.
@@ -206,7 +225,7 @@ impl Healer {
                 .copied()
                 .filter(|b| !got.contains(b))
                 .collect();
-            self.store.upsert_bars(&bars).await?;
+            self.write(&bars, now).await?;
             self.store
                 .record_absent_candles(venue, symbol, self.interval, &lacking, now)
                 .await?;
@@ -250,6 +269,12 @@ impl PollJob for Healer {
     async fn run_once(&self) -> Result<u64> {
         let mut written = 0;
         let mut first_err = None;
+        // rollups of buckets healed earlier that have settled since
+        if let Some(r) = &self.rollups {
+            if let Err(e) = r.flush(self.store.as_ref(), self.clock.now_ns()).await {
+                first_err = Some(e);
+            }
+        }
         for s in &self.symbols {
             match self.heal_symbol(s).await {
                 Ok(r) => written += r.written,

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use pricestream_bus::QuotePublisher;
-use pricestream_schemas::{Clock, Symbol};
+use pricestream_schemas::{Clock, Interval, Symbol};
 use pricestream_store::Store;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::backfill::BackfillWorker;
 use crate::binance::{BinanceConfig, BinanceLive};
-use crate::candles::CandleSource;
+use crate::candles::{CandleRollups, CandleSource};
 use crate::coinbase::CoinbaseConfig;
 use crate::coingecko::CoinGeckoConfig;
 use crate::error::{ConnectorError, Result};
@@ -56,6 +56,10 @@ pub struct Venues<'a> {
     pub coingecko: &'a CoinGeckoConfig,
     pub replay: &'a ReplayConfig,
     pub scheduler: &'a SchedulerConfig,
+    /// The pipeline's rollup intervals, and how long after its end the pipeline may still
+    /// revise a bucket: healed and backfilled candles get their coarser bars from these.
+    pub rollups: &'a [Interval],
+    pub rollup_settle: Duration,
 }
 
 impl Venues<'_> {
@@ -117,21 +121,26 @@ impl Venues<'_> {
                 .collect::<Result<_>>()?;
             let mut on_reconnect = None;
             let rest = Arc::new(b.rest(Arc::clone(&clock))?);
+            let rollups = Arc::new(CandleRollups::new(self.rollups, self.rollup_settle));
             jobs.push(Scheduled::new(Arc::new(BackfillWorker {
                 sources: vec![Arc::clone(&rest) as Arc<dyn CandleSource>],
                 store: Arc::clone(&store),
                 clock: Arc::clone(&clock),
                 poll_interval: Duration::from_secs(self.scheduler.backfill_poll_secs.max(1)),
+                rollups: Some(Arc::clone(&rollups)),
             })));
             if b.heal.enabled {
-                let job = Scheduled::new(Arc::new(Healer::new(
-                    "binance_heal",
-                    rest,
-                    Arc::clone(&store),
-                    Arc::clone(&clock),
-                    canonical,
-                    b.heal.clone(),
-                )));
+                let job = Scheduled::new(Arc::new(
+                    Healer::new(
+                        "binance_heal",
+                        rest,
+                        Arc::clone(&store),
+                        Arc::clone(&clock),
+                        canonical,
+                        b.heal.clone(),
+                    )
+                    .with_rollups(Arc::clone(&rollups)),
+                ));
                 on_reconnect = Some(Arc::clone(&job.trigger));
                 jobs.push(job);
             }
@@ -144,6 +153,7 @@ impl Venues<'_> {
                     clock: Arc::clone(&clock),
                     recorder: recorder.clone(),
                     on_reconnect,
+                    rollups: Some(rollups),
                 };
                 tasks.push((
                     crate::binance::ws::CONNECTOR,

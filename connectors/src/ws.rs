@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::candles::candle_to_bar;
+use crate::candles::{candle_to_bar, CandleRollups};
 use crate::error::{ConnectorError, ErrorKind, Result};
 use crate::http::Backoff;
 use crate::metrics as m;
@@ -67,6 +67,8 @@ pub struct LiveFeed<F: Feed> {
     pub recorder: RunRecorder,
     /// Told after every reconnect, so the gaps of the outage are healed.
     pub on_reconnect: Option<Arc<Notify>>,
+    /// Coarser bars of the candles written (see [`CandleRollups`]).
+    pub candle_rollups: Option<Arc<CandleRollups>>,
 }
 
 enum SessionEnd {
@@ -206,7 +208,14 @@ impl<F: Feed> LiveFeed<F> {
                 Ok(FeedEvent::Candle(c))
                     if self.feed.writes_candles() && c.closed && c.interval == Interval::M1 =>
                 {
-                    self.store.upsert_bars(&[candle_to_bar(&c)]).await?;
+                    let bar = [candle_to_bar(&c)];
+                    match &self.candle_rollups {
+                        Some(r) => {
+                            r.write(self.store.as_ref(), &bar, self.clock.now_ns())
+                                .await?;
+                        }
+                        None => self.store.upsert_bars(&bar).await?,
+                    }
                     *count += 1;
                     metrics::counter!(m::CANDLES_WRITTEN, "venue" => venue, "origin" => "live")
                         .increment(1);

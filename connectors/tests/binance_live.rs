@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pricestream_bus::{InProcessBus, QuotePublisher, QuoteSource};
 use pricestream_connectors::binance::{BinanceConfig, BinanceLive, StreamKind};
+use pricestream_connectors::candles::CandleRollups;
 use pricestream_connectors::heal::{HealConfig, Healer};
 use pricestream_connectors::http::HttpConfig;
 use pricestream_connectors::runs::{run_scheduler, PollJob, RunRecorder, Scheduled};
@@ -147,6 +148,7 @@ async fn recorded_trades_survive_a_dropped_connection_and_a_silent_one() {
         clock: Arc::clone(&clock),
         recorder: RunRecorder::new(Arc::clone(&store), clock),
         on_reconnect: None,
+        rollups: None,
     };
     let cancel = CancellationToken::new();
     let task = tokio::spawn(live.run(cancel.clone()));
@@ -240,14 +242,22 @@ async fn a_ten_minute_outage_is_healed_with_no_missing_bar() {
     };
     let recorder = RunRecorder::new(Arc::clone(&store), Arc::clone(&dyn_clock));
     let rest = Arc::new(cfg.rest(Arc::clone(&dyn_clock)).unwrap());
-    let healer = Scheduled::new(Arc::new(Healer::new(
-        "binance_heal",
-        rest,
-        Arc::clone(&store),
-        Arc::clone(&dyn_clock),
-        vec![btc()],
-        cfg.heal.clone(),
-    )));
+    // live and healed candles share the rollups, as `run` wires them
+    let rollups = Arc::new(CandleRollups::new(
+        &[Interval::M15, Interval::H1],
+        Duration::from_secs(60),
+    ));
+    let healer = Scheduled::new(Arc::new(
+        Healer::new(
+            "binance_heal",
+            rest,
+            Arc::clone(&store),
+            Arc::clone(&dyn_clock),
+            vec![btc()],
+            cfg.heal.clone(),
+        )
+        .with_rollups(Arc::clone(&rollups)),
+    ));
     let trigger = Arc::clone(&healer.trigger);
     let bus = InProcessBus::new(1, 10_000);
     let live = BinanceLive {
@@ -258,6 +268,7 @@ async fn a_ten_minute_outage_is_healed_with_no_missing_bar() {
         clock: Arc::clone(&dyn_clock),
         recorder: recorder.clone(),
         on_reconnect: Some(trigger),
+        rollups: Some(rollups),
     };
     let cancel = CancellationToken::new();
     let sched = tokio::spawn(run_scheduler(vec![healer], 2, recorder, cancel.clone()));
@@ -305,6 +316,41 @@ async fn a_ten_minute_outage_is_healed_with_no_missing_bar() {
     // minutes delivered live were not fetched again
     for m in 0..30 {
         assert!(!served.contains_key(&("BTCUSDT".to_string(), JAN1_2020_MS + m * MIN_MS)));
+    }
+    // the coarser buckets are whole, live and healed minutes together (they settled
+    // once the clock passed their end by the settle time)
+    for (interval, minutes, count) in [(Interval::M15, 15, 4), (Interval::H1, 60, 1)] {
+        let coarse = store
+            .query_bars(&BarQuery {
+                venue: Some(Venue::Binance),
+                symbol: btc(),
+                interval,
+                from: ns(JAN1_2020_MS),
+                to: ns(JAN1_2020_MS + 60 * MIN_MS),
+                limit: 100,
+                tail: false,
+            })
+            .await
+            .unwrap();
+        assert_eq!(coarse.len(), count, "{interval}");
+        for (i, b) in coarse.iter().enumerate() {
+            let inside = &rows[i * minutes..(i + 1) * minutes];
+            assert_eq!(b.bucket_start, ns(inside[0].open_time_ms));
+            assert_eq!(
+                (b.open, b.close),
+                (inside[0].open(), inside[minutes - 1].close())
+            );
+            assert_eq!(
+                b.high,
+                inside.iter().map(|r| r.high()).fold(f64::MIN, f64::max)
+            );
+            assert_eq!(
+                b.low,
+                inside.iter().map(|r| r.low()).fold(f64::MAX, f64::min)
+            );
+            let volume: f64 = inside.iter().map(|r| r.volume()).sum();
+            assert!((b.volume - volume).abs() <= 1e-9 * volume, "{interval} {i}");
+        }
     }
     let ledger = store
         .ledger(Venue::Binance, &btc(), Interval::M1)

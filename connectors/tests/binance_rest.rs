@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use pricestream_connectors::backfill;
 use pricestream_connectors::binance::{BinanceConfig, BinanceRest};
-use pricestream_connectors::candles::CandleSource;
+use pricestream_connectors::candles::{CandleRollups, CandleSource};
 use pricestream_connectors::http::{BreakerState, HttpConfig};
 use pricestream_connectors::ErrorKind;
 use pricestream_schemas::{Clock, Interval, Symbol, NANOS_PER_MILLI};
@@ -323,12 +323,44 @@ async fn a_backfill_job_reports_progress_and_records_absent_candles() {
     let clock = later();
     let client = rest(&fx, http(2), Arc::clone(&clock));
     let (from, to) = (ns(JAN1_2020_MS), ns(JAN1_2020_MS + 2 * 86_400_000));
+    // the dataflow had made an hourly bar of the first hour from what it saw (a few
+    // trades): the backfill's complete hour replaces it, with the next revision
+    let partial = pricestream_schemas::Bar {
+        venue: pricestream_schemas::Venue::Binance,
+        symbol: btc(),
+        interval: Interval::H1,
+        bucket_start: from,
+        open: 7_000.0,
+        high: 7_001.0,
+        low: 6_999.0,
+        close: 7_000.5,
+        volume: 1.0,
+        notional: 7_000.0,
+        vwap: 7_000.0,
+        trade_count: 3,
+        revision: 0,
+        ts_event: from + 1,
+        ts_ingest: from + 2,
+    };
+    store
+        .upsert_bars(std::slice::from_ref(&partial))
+        .await
+        .unwrap();
+    let rollups = CandleRollups::new(
+        &[Interval::M5, Interval::H1, Interval::D1],
+        Duration::from_secs(60),
+    );
     let mut job =
         backfill::new_job(&client, btc(), Interval::M1, from, to, clock.now_ns()).unwrap();
     let mut seen: Vec<f64> = Vec::new();
-    let n = backfill::run_job(&client, &store, &clock, &mut job, &mut |j| {
-        seen.push(j.progress_pct())
-    })
+    let n = backfill::run_job(
+        &client,
+        &store,
+        &clock,
+        Some(&rollups),
+        &mut job,
+        &mut |j| seen.push(j.progress_pct()),
+    )
     .await
     .unwrap();
     assert_eq!(n, 2_880 - 2);
@@ -369,12 +401,77 @@ async fn a_backfill_job_reports_progress_and_records_absent_candles() {
         .unwrap();
     assert_eq!(bars.len(), 2_878);
 
+    // the coarser bars of the backfilled days equal the venue's rows aggregated directly
+    let rows: Vec<_> = support::btcusdt_2020_rows()
+        .into_iter()
+        .filter(|r| r.open_time_ms < JAN1_2020_MS + 2 * 86_400_000)
+        .filter(|r| ![100, 101].contains(&((r.open_time_ms - JAN1_2020_MS) / MIN_MS)))
+        .collect();
+    for (interval, minutes, buckets) in [
+        (Interval::M5, 5, 576),
+        (Interval::H1, 60, 48),
+        (Interval::D1, 1_440, 2),
+    ] {
+        let got = store
+            .query_bars(&pricestream_store::BarQuery {
+                venue: Some(pricestream_schemas::Venue::Binance),
+                symbol: btc(),
+                interval,
+                from,
+                to,
+                limit: 10_000,
+                tail: false,
+            })
+            .await
+            .unwrap();
+        assert_eq!(got.len(), buckets, "{interval}");
+        for b in &got {
+            let inside: Vec<_> = rows
+                .iter()
+                .filter(|r| {
+                    let start = ns(r.open_time_ms);
+                    start >= b.bucket_start && start < b.bucket_start + ns(minutes * MIN_MS)
+                })
+                .collect();
+            let volume: f64 = inside.iter().map(|r| r.volume()).sum();
+            let count: u64 = inside
+                .iter()
+                .map(|r| r.fields[8].parse::<u64>().unwrap())
+                .sum();
+            assert_eq!(
+                (b.open, b.close, b.trade_count),
+                (inside[0].open(), inside.last().unwrap().close(), count),
+                "{interval} {}",
+                b.bucket_start
+            );
+            assert_eq!(
+                b.high,
+                inside.iter().map(|r| r.high()).fold(f64::MIN, f64::max)
+            );
+            assert_eq!(
+                b.low,
+                inside.iter().map(|r| r.low()).fold(f64::MAX, f64::min)
+            );
+            assert!(
+                (b.volume - volume).abs() <= 1e-9 * volume,
+                "{interval} volume"
+            );
+            let replaced = interval == Interval::H1 && b.bucket_start == from;
+            assert_eq!(
+                b.revision,
+                u32::from(replaced),
+                "{interval} {}",
+                b.bucket_start
+            );
+        }
+    }
+
     // a failing venue fails the job, with its error, where it stopped
     fx.inject(std::iter::repeat_n(Fault::ServerError, 10));
     let mut job =
         backfill::new_job(&client, btc(), Interval::M1, from, to, clock.now_ns()).unwrap();
     assert!(
-        backfill::run_job(&client, &store, &clock, &mut job, &mut |_| {})
+        backfill::run_job(&client, &store, &clock, None, &mut job, &mut |_| {})
             .await
             .is_err()
     );
@@ -408,6 +505,7 @@ async fn queued_backfills_are_run_by_the_worker() {
         store: Arc::clone(&store),
         clock,
         poll_interval: Duration::from_secs(1),
+        rollups: None,
     };
     assert_eq!(worker.run_once().await.unwrap(), 1_440);
     let done = store.backfill(&job.id).await.unwrap().unwrap();

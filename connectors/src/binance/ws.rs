@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{BinanceConfig, StreamKind};
 use super::parse::{self, WsEvent};
+use crate::candles::CandleRollups;
 use crate::error::Result;
 use crate::http::Backoff;
 use crate::runs::RunRecorder;
@@ -29,6 +30,8 @@ pub struct BinanceLive {
     pub recorder: RunRecorder,
     /// Told after every reconnect, so the gaps of the outage are healed.
     pub on_reconnect: Option<Arc<Notify>>,
+    /// Coarser bars of the closed `kline_1m` candles written (see [`CandleRollups`]).
+    pub rollups: Option<Arc<CandleRollups>>,
 }
 
 struct BinanceFeed {
@@ -99,6 +102,7 @@ impl BinanceLive {
             clock: self.clock,
             recorder: self.recorder,
             on_reconnect: self.on_reconnect,
+            candle_rollups: self.rollups,
         }
         .run(cancel)
         .await

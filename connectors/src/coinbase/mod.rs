@@ -91,6 +91,7 @@ impl CoinbaseConfig {
             clock,
             recorder,
             on_reconnect: None,
+            candle_rollups: None,
         }
         .run(cancel)
         .await
