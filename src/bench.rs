@@ -7,7 +7,11 @@
 //! - **real sink**: the same with the SQLite store and the Parquet lake (in a temporary
 //!   directory), on a shorter stream;
 //! - **memory**: many symbols with every interval open, the stream generated while it
-//!   runs (so the stream itself does not count), peak RSS of the process.
+//!   runs (so the stream itself does not count), peak RSS of the process;
+//! - **webhook**: live quotes (event time = now) of symbols whose alert rules fire on every
+//!   crossing, beside a background stream, through the dataflow, the real sink (SQLite)
+//!   and the webhook dispatcher to a local receiver; quote ingest → webhook acknowledged,
+//!   from the `pricestream_webhook_delivery_latency_seconds` histogram.
 //!
 //! Window close → bar in sink latency is measured from `SinkBatch::emitted_at`: by the
 //! harness at receipt for the consuming sink, and through the
@@ -73,11 +77,22 @@ pub struct BenchArgs {
     /// Trades per second per symbol in the memory scenario.
     #[arg(long, default_value_t = 0.2)]
     pub memory_trades_per_sec: f64,
+    /// Seconds of the quote → webhook scenario (0 skips it).
+    #[arg(long, default_value_t = 10)]
+    pub webhook_secs: u64,
+    /// Symbols with an alert rule that fires on every crossing, 5 crossings a second each.
+    #[arg(long, default_value_t = 20)]
+    pub webhook_rules: usize,
+    /// Quotes per second of other symbols alongside (no rule matches them).
+    #[arg(long, default_value_t = 20_000)]
+    pub webhook_background_rate: u64,
 }
 
 /// 2025-11-21T00:00:00Z: a fixed start, so every run sees the same stream.
 const START_NS: i64 = 1_763_683_200_000_000_000;
 const PUBLISH_BATCH: usize = 1_024;
+/// The key of the webhook-latency samples.
+const WEBHOOK_SAMPLES: &str = "webhook";
 
 // ---------------------------------------------------------------------------------------
 // metrics: the production recorder, with the sink-latency histogram captured
@@ -130,13 +145,15 @@ impl Recorder for BenchRecorder {
     }
     fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
         let inner = self.inner.register_histogram(key, metadata);
-        if key.name() != pricestream_pipeline::metrics::BAR_SINK_LATENCY {
+        let sink = if key.name() == pricestream_pipeline::metrics::BAR_SINK_LATENCY {
+            key.labels()
+                .find(|l| l.key() == "sink")
+                .map_or_else(String::new, |l| l.value().to_string())
+        } else if key.name() == pricestream_pipeline::metrics::WEBHOOK_DELIVERY_LATENCY {
+            WEBHOOK_SAMPLES.to_string()
+        } else {
             return inner;
-        }
-        let sink = key
-            .labels()
-            .find(|l| l.key() == "sink")
-            .map_or_else(String::new, |l| l.value().to_string());
+        };
         Histogram::from_arc(Arc::new(Tee {
             inner,
             sink,
@@ -453,6 +470,206 @@ async fn run_scenario(
     })
 }
 
+/// Quote → webhook: see the module documentation. Returns (webhooks received, p50, p99)
+/// in seconds.
+async fn webhook_scenario(
+    cfg: &Config,
+    args: &BenchArgs,
+    samples: &Samples,
+    dir: &std::path::Path,
+) -> anyhow::Result<(u64, Option<(f64, f64)>)> {
+    use pricestream_pipeline::alerts::{refresh_rules, Dispatcher, SharedRules};
+    use pricestream_schemas::{Clock, QuoteKind, SystemClock, Venue};
+    use pricestream_store::alerts::{AlertRule, RuleCondition};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio_util::sync::CancellationToken;
+
+    if let Ok(mut s) = samples.lock() {
+        s.clear();
+    }
+    // the receiver: answers 200 at once and counts
+    let received = Arc::new(AtomicU64::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(
+                |axum::extract::State(n): axum::extract::State<Arc<AtomicU64>>| async move {
+                    n.fetch_add(1, Ordering::Relaxed);
+                    axum::http::StatusCode::OK
+                },
+            ),
+        )
+        .with_state(Arc::clone(&received));
+    let stop_receiver = CancellationToken::new();
+    let receiver = {
+        let stop = stop_receiver.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        })
+    };
+
+    std::fs::create_dir_all(dir).context("creating the bench data directory")?;
+    let url = format!("sqlite://{}", dir.join("bench.db").display());
+    let store = pricestream_store::open(&url, cfg.store.max_connections)
+        .await
+        .context("opening the bench store")?;
+    store.migrate().await.context("migrating the bench store")?;
+    let clock = SystemClock;
+    let alert_syms = symbols(args.webhook_rules)?
+        .into_iter()
+        .map(|s| Symbol::new(&format!("W{}", s.as_str())))
+        .collect::<Result<Vec<_>, _>>()?;
+    for sym in &alert_syms {
+        let now = clock.now_ns();
+        store
+            .create_alert_rule(&AlertRule {
+                id: pricestream_schemas::ids::new_id(),
+                owner: "bench".into(),
+                venue: None,
+                symbol: sym.clone(),
+                condition: RuleCondition::Crosses { level: 100.0 },
+                recurring: true,
+                cooldown_secs: 0,
+                hysteresis: 0.0,
+                url: format!("http://{addr}/hook"),
+                secret: "bench-secret".into(),
+                active: true,
+                created_at: now,
+                updated_at: now,
+                fired_at: None,
+            })
+            .await?;
+    }
+    let mut alerts_cfg = cfg.alerts.clone();
+    alerts_cfg.ssrf_allowlist = vec!["127.0.0.1/32".into()];
+    let rules = SharedRules::default();
+    let stop = CancellationToken::new();
+    let refresher = tokio::spawn(refresh_rules(
+        Arc::clone(&store),
+        rules.clone(),
+        Duration::from_millis(alerts_cfg.rules_refresh_ms.max(1)),
+        stop.clone(),
+    ));
+    let dispatcher = Dispatcher::new(Arc::clone(&store), alerts_cfg).map_err(anyhow::Error::msg)?;
+    let stop_dispatcher = CancellationToken::new();
+    let dispatching = tokio::spawn(dispatcher.run(stop_dispatcher.clone()));
+    // the index must hold the rules before the first quote
+    for _ in 0..200 {
+        if rules.current().1.len() >= alert_syms.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let w = args.workers.iter().copied().max().unwrap_or(2);
+    let mut pcfg: PipelineConfig = cfg.pipeline.clone();
+    pcfg.workers = w;
+    pcfg.keep_quotes = false;
+    pcfg.alert_rules = Some(rules.clone());
+    let bus = InProcessBus::new(cfg.bus.partitions, cfg.bus.capacity_per_partition);
+    let publisher: Arc<dyn QuotePublisher> = Arc::new(bus.publisher()?);
+    let factory: SourceFactory = {
+        let bus = Arc::clone(&bus);
+        Arc::new(move |i, n| {
+            bus.source(i, n)
+                .map(|s| Box::new(s) as Box<dyn QuoteSource>)
+        })
+    };
+    let (tx, rx) = mpsc::channel::<SinkBatch>(256);
+    let sink_task = {
+        let opts = sink::SinkOptions {
+            workers: w,
+            allowed_lateness_ns: pcfg.allowed_lateness_ms.saturating_mul(1_000_000),
+            store_quotes: false,
+        };
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { sink::run_sink(rx, store, None, opts, None).await })
+    };
+    let pipeline = tokio::task::spawn_blocking(move || {
+        pricestream_pipeline::run(
+            &pcfg,
+            factory,
+            tx,
+            Arc::new(AtomicBool::new(false)),
+            Default::default(),
+        )
+    });
+
+    // every millisecond: the background share, and every 200 ms each alert symbol crosses
+    let background = symbols(1_000)?;
+    let per_ms = (args.webhook_background_rate / 1_000).max(1) as usize;
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let mut i: u64 = 0;
+    while started.elapsed() < Duration::from_secs(args.webhook_secs) {
+        tick.tick().await;
+        let now = clock.now_ns();
+        let quote = |symbol: Symbol, price: f64, id: u64| Quote {
+            venue: Venue::Binance,
+            symbol,
+            kind: QuoteKind::Trade,
+            price,
+            size: 0.1,
+            side: None,
+            trade_id: Some(id),
+            bid: None,
+            ask: None,
+            ts_event: now,
+            ts_ingest: now,
+        };
+        let mut batch = Vec::with_capacity(per_ms + alert_syms.len());
+        for _ in 0..per_ms {
+            i += 1;
+            let sym = background[(i % background.len() as u64) as usize].clone();
+            batch.push(quote(sym, 50.0 + (i % 7) as f64, i));
+        }
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        if elapsed_ms % 200 == 0 || i.is_multiple_of(50_000) {
+            let price = if (elapsed_ms / 200) % 2 == 0 {
+                101.0
+            } else {
+                99.0
+            };
+            for sym in &alert_syms {
+                i += 1;
+                batch.push(quote(sym.clone(), price, i));
+            }
+        }
+        publisher.publish(batch).await?;
+    }
+    // until the deliveries stop arriving
+    let mut last = u64::MAX;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let n = received.load(Ordering::Relaxed);
+        if n == last {
+            break;
+        }
+        last = n;
+    }
+    bus.close();
+    pipeline
+        .await
+        .context("pipeline thread")?
+        .context("pipeline")?;
+    sink_task.await.context("sink task")??;
+    stop_dispatcher.cancel();
+    stop.cancel();
+    dispatching.await.context("webhook dispatcher")?;
+    refresher.await.context("alert rules")?;
+    stop_receiver.cancel();
+    receiver.await.context("webhook receiver")??;
+    let latency = samples.lock().ok().and_then(|s| {
+        let v = s.get(WEBHOOK_SAMPLES)?;
+        Some((quantile(v, 0.5)?, quantile(v, 0.99)?))
+    });
+    Ok((received.load(Ordering::Relaxed), latency))
+}
+
 fn generate(args: &BenchArgs, n: u64) -> anyhow::Result<Vec<Vec<Quote>>> {
     let market = SyntheticMarket::new(
         args.seed,
@@ -580,6 +797,26 @@ pub async fn bench(cfg: Config, args: BenchArgs) -> anyhow::Result<()> {
         }
     }
 
+    let mut webhook = None;
+    if args.webhook_secs > 0 {
+        let dir =
+            std::env::temp_dir().join(format!("pricestream-bench-{}-webhook", std::process::id()));
+        let result = webhook_scenario(&cfg, &args, &samples, &dir).await;
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(error = %e, dir = %dir.display(), "cannot remove the bench directory");
+        }
+        let (n, latency) = result?;
+        println!(
+            "webhook      rules={} secs={} background={}/s webhooks={} quote→webhook_ms(p50/p99)={}",
+            args.webhook_rules,
+            args.webhook_secs,
+            args.webhook_background_rate,
+            n,
+            latency.map_or_else(|| "-".into(), |(a, b)| format!("{:.2}/{:.2}", a * 1e3, b * 1e3))
+        );
+        webhook = Some((n, latency));
+    }
+
     println!();
     println!(
         "# summary (best of {} per throughput row)",
@@ -619,6 +856,13 @@ pub async fn bench(cfg: Config, args: BenchArgs) -> anyhow::Result<()> {
     };
     if let (Some(one), Some(two)) = (rate(1), rate(2)) {
         println!("# scaling 2 workers / 1 worker: {:.2}x", two / one);
+    }
+    if let Some((n, Some((p50, p99)))) = webhook {
+        println!(
+            "# quote → webhook acknowledged: p50 {:.2} ms, p99 {:.2} ms over {n} webhooks",
+            p50 * 1e3,
+            p99 * 1e3
+        );
     }
     Ok(())
 }

@@ -93,6 +93,8 @@ pub struct StoreConfig {
     pub auto_migrate: bool,
     /// Write raw quotes to the `quotes` table (and `quotes_latest`).
     pub quotes: bool,
+    /// PostgreSQL: raw quotes by binary `COPY`; false for servers without `COPY FROM STDIN`.
+    pub copy_quotes: bool,
     pub timescale: TimescaleConfig,
 }
 
@@ -108,6 +110,7 @@ impl Default for StoreConfig {
             statement_timeout_ms: o.statement_timeout_ms,
             auto_migrate: true,
             quotes: true,
+            copy_quotes: o.copy_quotes,
             timescale: o.timescale,
         }
     }
@@ -122,6 +125,7 @@ impl StoreConfig {
             acquire_timeout_ms: self.acquire_timeout_ms,
             idle_timeout_secs: self.idle_timeout_secs,
             statement_timeout_ms: self.statement_timeout_ms,
+            copy_quotes: self.copy_quotes,
             timescale: self.timescale.clone(),
         }
     }

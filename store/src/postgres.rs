@@ -153,14 +153,23 @@ fn copy_quotes_binary(quotes: &[Quote]) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Writes one chunk of quotes: a binary `COPY` in a savepoint while `*optimistic`, else (or
-/// after a unique violation) the `ON CONFLICT DO NOTHING` insert `upsert`.
+/// Writes one chunk of quotes: while `*optimistic`, in a savepoint, a binary `COPY` (or
+/// with `copy` false the plain `INSERT` `plain`); else, or after a unique violation, the
+/// `ON CONFLICT DO NOTHING` insert `upsert`.
 async fn write_quotes_chunk(
     conn: &mut sqlx::PgConnection,
     chunk: &[Quote],
-    upsert: &str,
+    copy: bool,
+    (plain, upsert): (&str, &str),
     optimistic: &mut bool,
 ) -> Result<()> {
+    if !copy {
+        let cols = QuoteColumns::new(chunk, chunk.len());
+        return write_chunk(conn, plain, upsert, optimistic, |sql| {
+            bind_quotes(sql, &cols)
+        })
+        .await;
+    }
     if *optimistic {
         let data = copy_quotes_binary(chunk)?;
         let mut savepoint = conn.begin().await?;
@@ -213,6 +222,7 @@ fn ns_from_ts(col: &str) -> String {
 pub struct PgStore {
     pub(crate) pool: PgPool,
     timescale: TimescaleConfig,
+    copy_quotes: bool,
     /// Ticks when this process changes the alert rules.
     pub(crate) rules_changed: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
     /// Ticks when this process queues webhook deliveries.
@@ -247,6 +257,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             timescale: opts.timescale.clone(),
+            copy_quotes: opts.copy_quotes,
             rules_changed: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
             deliveries_queued: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
             conflicts: std::sync::Arc::default(),
@@ -901,14 +912,22 @@ impl Store for PgStore {
                 }
             }
         }
-        let upsert = format!(
-            "INSERT INTO quotes ({QUOTE_COLUMNS}) {} ON CONFLICT DO NOTHING",
+        let plain = format!(
+            "INSERT INTO quotes ({QUOTE_COLUMNS}) {}",
             quotes_unnest_select()
         );
+        let upsert = format!("{plain} ON CONFLICT DO NOTHING");
         let mut tx = self.pool.begin().await?;
         let mut optimistic = self.conflicts.quotes.optimistic();
         for chunk in quotes.chunks(CHUNK_ROWS) {
-            write_quotes_chunk(&mut tx, chunk, &upsert, &mut optimistic).await?;
+            write_quotes_chunk(
+                &mut tx,
+                chunk,
+                self.copy_quotes,
+                (&plain, &upsert),
+                &mut optimistic,
+            )
+            .await?;
         }
         if !optimistic {
             self.conflicts.quotes.conflicted();

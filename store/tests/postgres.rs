@@ -24,6 +24,11 @@ struct Pg {
 
 /// A store on a fresh, empty schema of the test database (not migrated).
 async fn pg(test: &str) -> Option<Pg> {
+    pg_with(test, &StoreOptions::default()).await
+}
+
+/// [`pg`] with these options.
+async fn pg_with(test: &str, opts: &StoreOptions) -> Option<Pg> {
     let url = match std::env::var("PRICESTREAM_TEST_PG_URL") {
         Ok(u) if !u.is_empty() => u,
         _ => {
@@ -52,7 +57,7 @@ async fn pg(test: &str) -> Option<Pg> {
         .unwrap();
     let sep = if url.contains('?') { '&' } else { '?' };
     let url = format!("{url}{sep}options[search_path]={schema}");
-    let store = PgStore::open(&url, &StoreOptions::default()).await.unwrap();
+    let store = PgStore::open(&url, opts).await.unwrap();
     Some(Pg {
         store,
         admin,
@@ -634,9 +639,21 @@ fn quote_row(q: &pricestream_schemas::Quote) -> QuoteRow {
 
 #[tokio::test]
 async fn bulk_quotes_store_every_column_exactly_once_across_overlapping_batches() {
-    let Some(p) = migrated("bulkquotes").await else {
-        return;
-    };
+    // by COPY, and by INSERT for servers without COPY
+    for copy_quotes in [true, false] {
+        let opts = StoreOptions {
+            copy_quotes,
+            ..StoreOptions::default()
+        };
+        let Some(p) = pg_with(&format!("bulkquotes_{copy_quotes}"), &opts).await else {
+            return;
+        };
+        p.store.migrate().await.unwrap();
+        bulk_writes(p).await;
+    }
+}
+
+async fn bulk_writes(p: Pg) {
     // 30,000 quotes: trades and tickers, NULL side/bid/ask/trade id, ids above 2^63,
     // event times before 1970 and not on whole microseconds
     let stream: Vec<_> = (0..30_000i64)

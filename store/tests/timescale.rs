@@ -28,6 +28,8 @@ async fn hypertables_policies_and_queries() {
     };
     let opts = StoreOptions {
         max_connections: 1,
+        // PGlite's socket server has no COPY FROM STDIN
+        copy_quotes: false,
         timescale: TimescaleConfig {
             mode: TimescaleMode::On,
             compress_after_days: 3,
