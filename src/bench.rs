@@ -651,6 +651,8 @@ async fn webhook_scenario(
         }
         last = n;
     }
+    // the sources finish once the bus is closed and no publisher is left
+    drop(publisher);
     bus.close();
     pipeline
         .await
