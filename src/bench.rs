@@ -628,8 +628,8 @@ async fn webhook_scenario(
             batch.push(quote(sym, 50.0 + (i % 7) as f64, i));
         }
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        if elapsed_ms % 200 == 0 || i.is_multiple_of(50_000) {
-            let price = if (elapsed_ms / 200) % 2 == 0 {
+        if elapsed_ms.is_multiple_of(200) || i.is_multiple_of(50_000) {
+            let price = if (elapsed_ms / 200).is_multiple_of(2) {
                 101.0
             } else {
                 99.0
