@@ -605,6 +605,7 @@ async fn webhook_scenario(
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     let mut i: u64 = 0;
+    let (mut next_crossing, mut above) = (Duration::ZERO, false);
     while started.elapsed() < Duration::from_secs(args.webhook_secs) {
         tick.tick().await;
         let now = clock.now_ns();
@@ -627,13 +628,11 @@ async fn webhook_scenario(
             let sym = background[(i % background.len() as u64) as usize].clone();
             batch.push(quote(sym, 50.0 + (i % 7) as f64, i));
         }
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        if elapsed_ms.is_multiple_of(200) || i.is_multiple_of(50_000) {
-            let price = if (elapsed_ms / 200).is_multiple_of(2) {
-                101.0
-            } else {
-                99.0
-            };
+        if started.elapsed() >= next_crossing {
+            // every alert symbol crosses 100, alternately up and down
+            next_crossing += Duration::from_millis(200);
+            above = !above;
+            let price = if above { 101.0 } else { 99.0 };
             for sym in &alert_syms {
                 i += 1;
                 batch.push(quote(sym.clone(), price, i));
