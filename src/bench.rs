@@ -9,7 +9,8 @@
 //! - **memory**: many symbols with every interval open, the stream generated while it
 //!   runs (so the stream itself does not count), peak RSS of the process;
 //! - **webhook**: live quotes (event time = now) of symbols whose alert rules fire on every
-//!   crossing, beside a background stream, through the dataflow, the real sink (SQLite)
+//!   crossing (spread over time, or all at once with `--webhook-burst`), beside a
+//!   background stream, through the dataflow, the real sink (SQLite)
 //!   and the webhook dispatcher to a local receiver; quote ingest → webhook acknowledged,
 //!   from the `pricestream_webhook_delivery_latency_seconds` histogram.
 //!
@@ -86,6 +87,10 @@ pub struct BenchArgs {
     /// Quotes per second of other symbols alongside (no rule matches them).
     #[arg(long, default_value_t = 20_000)]
     pub webhook_background_rate: u64,
+    /// All alert symbols cross at the same instant (a market-wide move) instead of spread
+    /// evenly over each 200 ms.
+    #[arg(long)]
+    pub webhook_burst: bool,
 }
 
 /// 2025-11-21T00:00:00Z: a fixed start, so every run sees the same stream.
@@ -605,7 +610,14 @@ async fn webhook_scenario(
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     let mut i: u64 = 0;
-    let (mut next_crossing, mut above) = (Duration::ZERO, false);
+    let spread = if args.webhook_burst {
+        0
+    } else {
+        200_000 / alert_syms.len().max(1) as u64
+    };
+    let mut crossings: Vec<(Duration, bool)> = (0..alert_syms.len() as u64)
+        .map(|k| (Duration::from_micros(k * spread), false))
+        .collect();
     while started.elapsed() < Duration::from_secs(args.webhook_secs) {
         tick.tick().await;
         let now = clock.now_ns();
@@ -628,14 +640,19 @@ async fn webhook_scenario(
             let sym = background[(i % background.len() as u64) as usize].clone();
             batch.push(quote(sym, 50.0 + (i % 7) as f64, i));
         }
-        if started.elapsed() >= next_crossing {
-            // every alert symbol crosses 100, alternately up and down
-            next_crossing += Duration::from_millis(200);
-            above = !above;
-            let price = if above { 101.0 } else { 99.0 };
-            for sym in &alert_syms {
+        // each alert symbol crosses 100 every 200 ms, alternately up and down; spread
+        // evenly over the 200 ms, or all at once with --webhook-burst
+        let elapsed = started.elapsed();
+        for (k, sym) in alert_syms.iter().enumerate() {
+            if elapsed >= crossings[k].0 {
+                crossings[k].0 += Duration::from_millis(200);
+                crossings[k].1 = !crossings[k].1;
                 i += 1;
-                batch.push(quote(sym.clone(), price, i));
+                batch.push(quote(
+                    sym.clone(),
+                    if crossings[k].1 { 101.0 } else { 99.0 },
+                    i,
+                ));
             }
         }
         publisher.publish(batch).await?;
@@ -808,8 +825,9 @@ pub async fn bench(cfg: Config, args: BenchArgs) -> anyhow::Result<()> {
         }
         let (n, latency) = result?;
         println!(
-            "webhook      rules={} secs={} background={}/s webhooks={} quote→webhook_ms(p50/p99)={}",
+            "webhook      rules={} burst={} secs={} background={}/s webhooks={} quote→webhook_ms(p50/p99)={}",
             args.webhook_rules,
+            args.webhook_burst,
             args.webhook_secs,
             args.webhook_background_rate,
             n,
