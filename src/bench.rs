@@ -372,6 +372,22 @@ async fn publish(feed: Feed, publisher: Arc<dyn QuotePublisher>) -> anyhow::Resu
     Ok(sent)
 }
 
+/// The in-process bus `run` uses, its publisher, and the dataflow's source factory.
+fn in_process_bus(
+    cfg: &Config,
+) -> anyhow::Result<(Arc<InProcessBus>, Arc<dyn QuotePublisher>, SourceFactory)> {
+    let bus = InProcessBus::new(cfg.bus.partitions, cfg.bus.capacity_per_partition);
+    let publisher: Arc<dyn QuotePublisher> = Arc::new(bus.publisher()?);
+    let factory: SourceFactory = {
+        let bus = Arc::clone(&bus);
+        Arc::new(move |i, n| {
+            bus.source(i, n)
+                .map(|s| Box::new(s) as Box<dyn QuoteSource>)
+        })
+    };
+    Ok((bus, publisher, factory))
+}
+
 async fn run_scenario(
     cfg: &Config,
     name: &str,
@@ -387,15 +403,7 @@ async fn run_scenario(
     if let Ok(mut s) = samples.lock() {
         s.clear();
     }
-    let bus = InProcessBus::new(cfg.bus.partitions, cfg.bus.capacity_per_partition);
-    let publisher: Arc<dyn QuotePublisher> = Arc::new(bus.publisher()?);
-    let factory: SourceFactory = {
-        let bus = Arc::clone(&bus);
-        Arc::new(move |i, n| {
-            bus.source(i, n)
-                .map(|s| Box::new(s) as Box<dyn QuoteSource>)
-        })
-    };
+    let (bus, publisher, factory) = in_process_bus(cfg)?;
     let (tx, rx) = mpsc::channel::<SinkBatch>(256);
     reset_peak_rss();
     let rss_before_mib = rss_mib();
@@ -575,15 +583,7 @@ async fn webhook_scenario(
     pcfg.workers = w;
     pcfg.keep_quotes = false;
     pcfg.alert_rules = Some(rules.clone());
-    let bus = InProcessBus::new(cfg.bus.partitions, cfg.bus.capacity_per_partition);
-    let publisher: Arc<dyn QuotePublisher> = Arc::new(bus.publisher()?);
-    let factory: SourceFactory = {
-        let bus = Arc::clone(&bus);
-        Arc::new(move |i, n| {
-            bus.source(i, n)
-                .map(|s| Box::new(s) as Box<dyn QuoteSource>)
-        })
-    };
+    let (bus, publisher, factory) = in_process_bus(cfg)?;
     let (tx, rx) = mpsc::channel::<SinkBatch>(256);
     let sink_task = {
         let opts = sink::SinkOptions {

@@ -336,20 +336,7 @@ async fn a_ten_minute_outage_is_healed_with_no_missing_bar() {
         for (i, b) in coarse.iter().enumerate() {
             let inside = &rows[i * minutes..(i + 1) * minutes];
             assert_eq!(b.bucket_start, ns(inside[0].open_time_ms));
-            assert_eq!(
-                (b.open, b.close),
-                (inside[0].open(), inside[minutes - 1].close())
-            );
-            assert_eq!(
-                b.high,
-                inside.iter().map(|r| r.high()).fold(f64::MIN, f64::max)
-            );
-            assert_eq!(
-                b.low,
-                inside.iter().map(|r| r.low()).fold(f64::MAX, f64::min)
-            );
-            let volume: f64 = inside.iter().map(|r| r.volume()).sum();
-            assert!((b.volume - volume).abs() <= 1e-9 * volume, "{interval} {i}");
+            support::assert_aggregates(b, inside);
         }
     }
     let ledger = store

@@ -433,29 +433,7 @@ async fn a_backfill_job_reports_progress_and_records_absent_candles() {
                     start >= b.bucket_start && start < b.bucket_start + ns(minutes * MIN_MS)
                 })
                 .collect();
-            let volume: f64 = inside.iter().map(|r| r.volume()).sum();
-            let count: u64 = inside
-                .iter()
-                .map(|r| r.fields[8].parse::<u64>().unwrap())
-                .sum();
-            assert_eq!(
-                (b.open, b.close, b.trade_count),
-                (inside[0].open(), inside.last().unwrap().close(), count),
-                "{interval} {}",
-                b.bucket_start
-            );
-            assert_eq!(
-                b.high,
-                inside.iter().map(|r| r.high()).fold(f64::MIN, f64::max)
-            );
-            assert_eq!(
-                b.low,
-                inside.iter().map(|r| r.low()).fold(f64::MAX, f64::min)
-            );
-            assert!(
-                (b.volume - volume).abs() <= 1e-9 * volume,
-                "{interval} volume"
-            );
+            support::assert_aggregates(b, inside);
             let replaced = interval == Interval::H1 && b.bucket_start == from;
             assert_eq!(
                 b.revision,

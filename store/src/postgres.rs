@@ -59,6 +59,26 @@ fn is_conflict(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+/// Ends the savepoint of an optimistic attempt: committed if it worked (true); rolled back
+/// on a unique violation (false: the caller writes the upsert instead); any other error is
+/// returned.
+async fn settle(
+    savepoint: sqlx::Transaction<'_, sqlx::Postgres>,
+    attempt: std::result::Result<(), sqlx::Error>,
+) -> Result<bool> {
+    match attempt {
+        Ok(()) => {
+            savepoint.commit().await?;
+            Ok(true)
+        }
+        Err(e) if is_conflict(&e) => {
+            savepoint.rollback().await?;
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Writes one chunk of a bulk write: the plain `INSERT` (`plain`) in a savepoint while
 /// `*optimistic`, else (or after a unique violation, which clears `*optimistic`) the upsert
 /// (`upsert`, the same statement with its `ON CONFLICT` clause). See [`ConflictHint`].
@@ -74,17 +94,11 @@ where
 {
     if *optimistic {
         let mut savepoint = conn.begin().await?;
-        match query(plain).execute(&mut *savepoint).await {
-            Ok(_) => {
-                savepoint.commit().await?;
-                return Ok(());
-            }
-            Err(e) if is_conflict(&e) => {
-                savepoint.rollback().await?;
-                *optimistic = false;
-            }
-            Err(e) => return Err(e.into()),
+        let attempt = query(plain).execute(&mut *savepoint).await.map(drop);
+        if settle(savepoint, attempt).await? {
+            return Ok(());
         }
+        *optimistic = false;
     }
     query(upsert).execute(&mut *conn).await?;
     Ok(())
@@ -173,19 +187,16 @@ async fn write_quotes_chunk(
     if *optimistic {
         let data = copy_quotes_binary(chunk)?;
         let mut savepoint = conn.begin().await?;
-        let mut copy = savepoint.copy_in_raw(COPY_QUOTES).await?;
-        copy.send(data).await?;
-        match copy.finish().await {
-            Ok(_) => {
-                savepoint.commit().await?;
-                return Ok(());
-            }
-            Err(e) if is_conflict(&e) => {
-                savepoint.rollback().await?;
-                *optimistic = false;
-            }
-            Err(e) => return Err(e.into()),
+        let attempt = async {
+            let mut copy = savepoint.copy_in_raw(COPY_QUOTES).await?;
+            copy.send(data).await?;
+            copy.finish().await.map(drop)
         }
+        .await;
+        if settle(savepoint, attempt).await? {
+            return Ok(());
+        }
+        *optimistic = false;
     }
     let cols = QuoteColumns::new(chunk, chunk.len());
     bind_quotes(upsert, &cols).execute(&mut *conn).await?;

@@ -102,6 +102,40 @@ impl KlineRow {
 }
 
 /// The recorded spot BTCUSDT 1m dumps of 2020-01-01..03 (4,320 candles).
+/// Checks that `bar` aggregates exactly the kline `rows` of its bucket (open of the first,
+/// close of the last, high, low, trade count; volume to 1e-9 relative).
+pub fn assert_aggregates<'a>(
+    bar: &pricestream_schemas::Bar,
+    rows: impl IntoIterator<Item = &'a KlineRow>,
+) {
+    let rows: Vec<&KlineRow> = rows.into_iter().collect();
+    let what = format!("{} bar at {}", bar.interval, bar.bucket_start);
+    let count: u64 = rows
+        .iter()
+        .map(|r| r.fields[8].parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(
+        (bar.open, bar.close, bar.trade_count),
+        (rows[0].open(), rows[rows.len() - 1].close(), count),
+        "{what}"
+    );
+    assert_eq!(
+        bar.high,
+        rows.iter().map(|r| r.high()).fold(f64::MIN, f64::max),
+        "{what}"
+    );
+    assert_eq!(
+        bar.low,
+        rows.iter().map(|r| r.low()).fold(f64::MAX, f64::min),
+        "{what}"
+    );
+    let volume: f64 = rows.iter().map(|r| r.volume()).sum();
+    assert!(
+        (bar.volume - volume).abs() <= 1e-9 * volume,
+        "{what}: volume"
+    );
+}
+
 pub fn btcusdt_2020_rows() -> Vec<KlineRow> {
     let mut rows = Vec::new();
     for day in 1..=3 {
