@@ -293,6 +293,40 @@ async fn a_ten_minute_outage_is_healed_with_no_missing_bar() {
             == 61
     })
     .await;
+    // ... and the coarser bars over all of them (written after their last minutes)
+    let trades = |from: usize, to: usize| -> u64 {
+        rows[from..to]
+            .iter()
+            .map(|r| r.fields[8].parse::<u64>().unwrap())
+            .sum()
+    };
+    let want: Vec<u64> = vec![
+        trades(0, 15),
+        trades(15, 30),
+        trades(30, 45),
+        trades(45, 60),
+        trades(0, 60),
+    ];
+    eventually("the whole coarser bars", || async {
+        let mut got = Vec::new();
+        for interval in [Interval::M15, Interval::H1] {
+            let coarse = store
+                .query_bars(&BarQuery {
+                    venue: Some(Venue::Binance),
+                    symbol: btc(),
+                    interval,
+                    from: ns(JAN1_2020_MS),
+                    to: ns(JAN1_2020_MS + 60 * MIN_MS),
+                    limit: 100,
+                    tail: false,
+                })
+                .await
+                .unwrap();
+            got.extend(coarse.iter().map(|b| b.trade_count));
+        }
+        got == want
+    })
+    .await;
     cancel.cancel();
     ws.await.unwrap().unwrap();
     sched.await.unwrap();

@@ -1,12 +1,12 @@
-//! Exponential backoff with jitter.
+//! Exponential backoff with jitter, from `backon`.
 
 use std::time::Duration;
 
-use rand::Rng;
+use backon::{BackoffBuilder, ExponentialBuilder};
 
-/// Delays `initial · 2^attempt`, capped at `max`, each drawn uniformly from the upper half
-/// ("equal jitter"): retries of many clients spread out but never come back sooner than
-/// half the nominal delay.
+/// Delays `initial · 2^attempt`, capped at `max`, each plus a random jitter of up to that
+/// delay again (`backon`'s jitter): retries of many clients spread out, and none comes
+/// back sooner than the nominal delay.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
     pub initial: Duration,
@@ -21,23 +21,29 @@ impl Backoff {
         }
     }
 
+    fn schedule(&self) -> ExponentialBuilder {
+        ExponentialBuilder::new()
+            .with_min_delay(self.initial)
+            .with_max_delay(self.max)
+            .with_factor(2.0)
+            .without_max_times()
+    }
+
     /// The nominal (un-jittered) delay before retry number `attempt` (0-based).
     pub fn nominal(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
-        self.initial.saturating_mul(factor).min(self.max)
+        self.schedule()
+            .build()
+            .nth(attempt as usize)
+            .unwrap_or(self.max)
     }
 
     /// The delay before retry number `attempt`, jittered.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let nominal = self.nominal(attempt);
-        let half = nominal / 2;
-        let span = (nominal - half).as_nanos() as u64;
-        let extra = if span == 0 {
-            0
-        } else {
-            rand::rng().random_range(0..=span)
-        };
-        half + Duration::from_nanos(extra)
+        self.schedule()
+            .with_jitter()
+            .build()
+            .nth(attempt as usize)
+            .unwrap_or(self.max)
     }
 }
 
@@ -46,16 +52,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn delays_double_stay_capped_and_jitter_within_the_upper_half() {
+    fn delays_double_stay_capped_and_jitter_up_to_twice_the_nominal() {
+        // backon computes in f32: equal to the microsecond
+        let about =
+            |d: Duration, ms: u64| d.abs_diff(Duration::from_millis(ms)) < Duration::from_micros(1);
         let b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-        assert_eq!(b.nominal(0), Duration::from_millis(100));
-        assert_eq!(b.nominal(3), Duration::from_millis(800));
-        assert_eq!(b.nominal(4), Duration::from_secs(1));
-        assert_eq!(b.nominal(40), Duration::from_secs(1));
+        assert!(about(b.nominal(0), 100));
+        assert!(about(b.nominal(3), 800), "{:?}", b.nominal(3));
+        assert!(about(b.nominal(4), 1_000));
+        assert!(about(b.nominal(40), 1_000));
         let draws: Vec<Duration> = (0..200).map(|_| b.delay(2)).collect();
         assert!(draws
             .iter()
-            .all(|d| *d >= Duration::from_millis(200) && *d <= Duration::from_millis(400)));
+            .all(|d| *d >= Duration::from_micros(399_999) && *d <= Duration::from_micros(800_001)));
         // jitter: not every draw is the same
         assert!(draws.iter().any(|d| *d != draws[0]));
     }
