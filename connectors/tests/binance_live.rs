@@ -81,11 +81,21 @@ async fn runs(store: &Arc<dyn Store>, connector: &str) -> Vec<IngestionRun> {
 }
 
 async fn bars(store: &Arc<dyn Store>, from_ms: i64, to_ms: i64) -> Vec<pricestream_schemas::Bar> {
+    bars_of(store, Interval::M1, from_ms, to_ms).await
+}
+
+/// BTC-USDT bars of `interval` from Binance starting in `[from_ms, to_ms)`.
+async fn bars_of(
+    store: &Arc<dyn Store>,
+    interval: Interval,
+    from_ms: i64,
+    to_ms: i64,
+) -> Vec<pricestream_schemas::Bar> {
     store
         .query_bars(&BarQuery {
             venue: Some(Venue::Binance),
             symbol: btc(),
-            interval: Interval::M1,
+            interval,
             from: ns(from_ms),
             to: ns(to_ms),
             limit: 10_000,
@@ -310,18 +320,7 @@ async fn a_ten_minute_outage_is_healed_with_no_missing_bar() {
     eventually("the whole coarser bars", || async {
         let mut got = Vec::new();
         for interval in [Interval::M15, Interval::H1] {
-            let coarse = store
-                .query_bars(&BarQuery {
-                    venue: Some(Venue::Binance),
-                    symbol: btc(),
-                    interval,
-                    from: ns(JAN1_2020_MS),
-                    to: ns(JAN1_2020_MS + 60 * MIN_MS),
-                    limit: 100,
-                    tail: false,
-                })
-                .await
-                .unwrap();
+            let coarse = bars_of(&store, interval, JAN1_2020_MS, JAN1_2020_MS + 60 * MIN_MS).await;
             got.extend(coarse.iter().map(|b| b.trade_count));
         }
         got == want
@@ -354,18 +353,7 @@ async fn a_ten_minute_outage_is_healed_with_no_missing_bar() {
     // the coarser buckets are whole, live and healed minutes together (they settled
     // once the clock passed their end by the settle time)
     for (interval, minutes, count) in [(Interval::M15, 15, 4), (Interval::H1, 60, 1)] {
-        let coarse = store
-            .query_bars(&BarQuery {
-                venue: Some(Venue::Binance),
-                symbol: btc(),
-                interval,
-                from: ns(JAN1_2020_MS),
-                to: ns(JAN1_2020_MS + 60 * MIN_MS),
-                limit: 100,
-                tail: false,
-            })
-            .await
-            .unwrap();
+        let coarse = bars_of(&store, interval, JAN1_2020_MS, JAN1_2020_MS + 60 * MIN_MS).await;
         assert_eq!(coarse.len(), count, "{interval}");
         for (i, b) in coarse.iter().enumerate() {
             let inside = &rows[i * minutes..(i + 1) * minutes];
