@@ -274,7 +274,6 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     api.join().await
 }
 
-/// `pricestream run`
 /// What `run` serves and when it stops.
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions {
