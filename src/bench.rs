@@ -388,6 +388,32 @@ fn in_process_bus(
     Ok((bus, publisher, factory))
 }
 
+/// The sink settings `run` derives from the pipeline's.
+fn sink_options(pcfg: &PipelineConfig, store_quotes: bool) -> sink::SinkOptions {
+    sink::SinkOptions {
+        workers: pcfg.workers,
+        allowed_lateness_ns: pcfg.allowed_lateness_ms.saturating_mul(1_000_000),
+        store_quotes,
+    }
+}
+
+/// The dataflow on a blocking thread, until its sources finish.
+fn spawn_pipeline(
+    pcfg: PipelineConfig,
+    factory: SourceFactory,
+    tx: mpsc::Sender<SinkBatch>,
+) -> tokio::task::JoinHandle<Result<(), pricestream_pipeline::PipelineError>> {
+    tokio::task::spawn_blocking(move || {
+        pricestream_pipeline::run(
+            &pcfg,
+            factory,
+            tx,
+            Arc::new(AtomicBool::new(false)),
+            Default::default(),
+        )
+    })
+}
+
 async fn run_scenario(
     cfg: &Config,
     name: &str,
@@ -419,11 +445,7 @@ async fn run_scenario(
                 .context("opening the bench store")?;
             store.migrate().await.context("migrating the bench store")?;
             let lake = pricestream_store::Lake::new(dir.join("lake"));
-            let opts = sink::SinkOptions {
-                workers,
-                allowed_lateness_ns: pcfg.allowed_lateness_ms.saturating_mul(1_000_000),
-                store_quotes: cfg.store.quotes,
-            };
+            let opts = sink_options(&pcfg, cfg.store.quotes);
             tokio::spawn(async move {
                 let stats = sink::run_sink(rx, store, Some(lake), opts, None).await?;
                 Ok::<_, anyhow::Error>(SinkTotals {
@@ -435,15 +457,7 @@ async fn run_scenario(
             })
         }
     };
-    let pipeline = tokio::task::spawn_blocking(move || {
-        pricestream_pipeline::run(
-            &pcfg,
-            factory,
-            tx,
-            Arc::new(AtomicBool::new(false)),
-            Default::default(),
-        )
-    });
+    let pipeline = spawn_pipeline(pcfg, factory, tx);
     let sent = publish(feed, publisher).await?;
     bus.close();
     pipeline
@@ -586,23 +600,11 @@ async fn webhook_scenario(
     let (bus, publisher, factory) = in_process_bus(cfg)?;
     let (tx, rx) = mpsc::channel::<SinkBatch>(256);
     let sink_task = {
-        let opts = sink::SinkOptions {
-            workers: w,
-            allowed_lateness_ns: pcfg.allowed_lateness_ms.saturating_mul(1_000_000),
-            store_quotes: false,
-        };
+        let opts = sink_options(&pcfg, false);
         let store = Arc::clone(&store);
         tokio::spawn(async move { sink::run_sink(rx, store, None, opts, None).await })
     };
-    let pipeline = tokio::task::spawn_blocking(move || {
-        pricestream_pipeline::run(
-            &pcfg,
-            factory,
-            tx,
-            Arc::new(AtomicBool::new(false)),
-            Default::default(),
-        )
-    });
+    let pipeline = spawn_pipeline(pcfg, factory, tx);
 
     // every millisecond: the background share, and every 200 ms each alert symbol crosses
     let background = symbols(1_000)?;

@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pricestream_bus::{InProcessBus, QuotePublisher, QuoteSource};
+use pricestream_bus::{InProcessBus, QuoteSource};
 use pricestream_connectors::coinbase::parse;
 use pricestream_connectors::replay::{ReplayConfig, ReplayFormat};
 use pricestream_connectors::symbols::SymbolMap;
@@ -39,6 +39,21 @@ fn recorded_quotes() -> Vec<Quote> {
             },
         )
         .collect()
+}
+
+/// Plays `cfg` as fast as it asks into `bus`, candles into `store`.
+async fn play(
+    cfg: &ReplayConfig,
+    bus: &InProcessBus,
+    store: &Arc<dyn pricestream_store::Store>,
+) -> Result<u64, pricestream_connectors::ConnectorError> {
+    cfg.run(
+        Arc::new(bus.publisher().unwrap()),
+        Arc::clone(store),
+        clock(),
+        CancellationToken::new(),
+    )
+    .await
 }
 
 async fn drain(bus: &InProcessBus, want: usize) -> Vec<Quote> {
@@ -76,7 +91,6 @@ async fn ndjson_and_lake_quotes_replay_as_fast_as_possible() {
         (ReplayFormat::LakeParquet, lake_dir),
     ] {
         let bus = InProcessBus::new(1, 10_000);
-        let publisher: Arc<dyn QuotePublisher> = Arc::new(bus.publisher().unwrap());
         let cfg = ReplayConfig {
             enabled: true,
             format,
@@ -84,15 +98,7 @@ async fn ndjson_and_lake_quotes_replay_as_fast_as_possible() {
             speed: 0.0,
             ..ReplayConfig::default()
         };
-        let n = cfg
-            .run(
-                publisher,
-                Arc::clone(&store),
-                clock(),
-                CancellationToken::new(),
-            )
-            .await
-            .unwrap();
+        let n = play(&cfg, &bus, &store).await.unwrap();
         assert_eq!(n, 97, "{format:?}");
         let got = drain(&bus, 97).await;
         let mut a: Vec<_> = got
@@ -125,15 +131,7 @@ async fn ndjson_and_lake_quotes_replay_as_fast_as_possible() {
         speed: 0.0,
         ..ReplayConfig::default()
     };
-    let e = cfg
-        .run(
-            Arc::new(bus.publisher().unwrap()),
-            store,
-            clock(),
-            CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+    let e = play(&cfg, &bus, &store).await.unwrap_err();
     assert!(e.to_string().contains("quotes.ndjson:2"), "{e}");
     assert!(drain(&bus, 1).await.is_empty());
 }
@@ -153,15 +151,7 @@ async fn binance_kline_dumps_become_bars_at_the_asked_pace() {
         speed: 0.0,
     };
     let bus = InProcessBus::new(1, 10);
-    let n = cfg
-        .run(
-            Arc::new(bus.publisher().unwrap()),
-            Arc::clone(&store),
-            clock(),
-            CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+    let n = play(&cfg, &bus, &store).await.unwrap();
     assert_eq!(n, 1_440);
     let day = support::JAN1_2020_MS * NANOS_PER_MILLI;
     let bars = store
@@ -192,15 +182,7 @@ async fn binance_kline_dumps_become_bars_at_the_asked_pace() {
         ..cfg
     };
     let started = Instant::now();
-    let n = cfg
-        .run(
-            Arc::new(bus.publisher().unwrap()),
-            Arc::clone(&store),
-            clock(),
-            CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+    let n = play(&cfg, &bus, &store).await.unwrap();
     let elapsed = started.elapsed();
     assert_eq!(n, 24);
     assert!(
@@ -269,15 +251,7 @@ async fn binance_trade_dumps_replay_as_the_recorded_trades() {
             venue: Venue::Binance,
             speed: 0.0,
         };
-        let n = cfg
-            .run(
-                Arc::new(bus.publisher().unwrap()),
-                Arc::clone(&store),
-                clock(),
-                CancellationToken::new(),
-            )
-            .await
-            .unwrap();
+        let n = play(&cfg, &bus, &store).await.unwrap();
         assert_eq!(n, 10);
         let got = drain(&bus, 10).await;
         let want: Vec<_> = trades
@@ -330,15 +304,7 @@ async fn binance_trade_dumps_replay_as_the_recorded_trades() {
         speed: 0.0,
         ..ReplayConfig::default()
     };
-    let e = cfg
-        .run(
-            Arc::new(bus.publisher().unwrap()),
-            store,
-            clock(),
-            CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+    let e = play(&cfg, &bus, &store).await.unwrap_err();
     assert!(e.to_string().contains("bad.csv:4"), "{e}");
     assert!(drain(&bus, 1).await.is_empty());
 }
