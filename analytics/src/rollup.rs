@@ -6,10 +6,21 @@ use pricestream_schemas::{Bar, Interval, Symbol, TimestampNs, Venue};
 
 use crate::ohlcv::OhlcvAcc;
 
+/// One parent bucket being merged.
+struct Group {
+    acc: OhlcvAcc,
+    revision: u32,
+    /// Only gap-filled children so far.
+    filled: bool,
+    max_event: TimestampNs,
+}
+
 /// Rolls `bars` (any finer interval, any order) up to `target`. The result is sorted by
-/// (venue, symbol, bucket_start) and carries the highest revision of its inputs.
+/// (venue, symbol, bucket_start); a parent's `revision` is the sum of its children's, so
+/// a revised child always raises it. Gap-filled children ([`Bar::is_filled`]) count only
+/// when the bucket has no real child; a bucket of fills alone is itself a filled bar.
 pub fn rollup(bars: &[Bar], target: Interval) -> Vec<Bar> {
-    let mut groups: BTreeMap<(Venue, Symbol, TimestampNs), (OhlcvAcc, u32)> = BTreeMap::new();
+    let mut groups: BTreeMap<(Venue, Symbol, TimestampNs), Group> = BTreeMap::new();
     let mut sorted: Vec<&Bar> = bars.iter().collect();
     sorted.sort_by_key(|b| b.bucket_start);
     for b in sorted {
@@ -18,18 +29,42 @@ pub fn rollup(bars: &[Bar], target: Interval) -> Vec<Bar> {
             b.symbol.clone(),
             target.bucket_start(b.bucket_start),
         );
+        let filled = b.is_filled();
         let acc = OhlcvAcc::from_bar(b);
-        groups
-            .entry(key)
-            .and_modify(|(a, rev)| {
-                a.merge(&acc);
-                *rev = (*rev).max(b.revision);
-            })
-            .or_insert((acc, b.revision));
+        match groups.entry(key) {
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(Group {
+                    acc,
+                    revision: b.revision,
+                    filled,
+                    max_event: b.ts_event,
+                });
+            }
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                let g = e.get_mut();
+                g.revision = g.revision.saturating_add(b.revision);
+                g.max_event = g.max_event.max(b.ts_event);
+                match (g.filled, filled) {
+                    (true, false) => {
+                        g.acc = acc;
+                        g.filled = false;
+                    }
+                    (false, true) => {}
+                    _ => g.acc.merge(&acc),
+                }
+            }
+        }
     }
     groups
         .into_iter()
-        .map(|((venue, symbol, start), (acc, rev))| acc.to_bar(venue, symbol, target, start, rev))
+        .map(|((venue, symbol, start), g)| {
+            let mut bar = g.acc.to_bar(venue, symbol, target, start, g.revision);
+            if g.filled {
+                // every child carries the same earlier close: keep the parent a fill
+                bar.ts_event = g.max_event;
+            }
+            bar
+        })
         .collect()
 }
 
@@ -52,6 +87,50 @@ mod tests {
                 .or_insert_with(|| OhlcvAcc::new(p, s, true, t, t));
         }
         m
+    }
+
+    fn bar(minute: i64, close: f64, rev: u32) -> Bar {
+        let start = minute * MIN;
+        Bar {
+            venue: Venue::Binance,
+            symbol: Symbol::new("BTC-USDT").unwrap(),
+            interval: Interval::M1,
+            bucket_start: start,
+            open: close,
+            high: close + 1.0,
+            low: close - 1.0,
+            close,
+            volume: 2.0,
+            notional: 2.0 * close,
+            vwap: close,
+            trade_count: 3,
+            revision: rev,
+            ts_event: start + 5,
+            ts_ingest: start + 6,
+        }
+    }
+
+    #[test]
+    fn fills_count_only_in_buckets_without_real_bars() {
+        let real = bar(9, 100.0, 1);
+        let fill1 = Bar::filled_after(&real, Interval::M1, 11 * MIN);
+        let fill2 = Bar::filled_after(&real, Interval::M1, 12 * MIN);
+        let later = bar(13, 90.0, 2);
+        let five = rollup(&[fill1.clone(), later.clone(), fill2.clone()], Interval::M5);
+        assert_eq!(five.len(), 1);
+        let p = &five[0];
+        // the real child alone sets prices, volume and trades; revisions add up
+        assert_eq!((p.open, p.close, p.high, p.low), (90.0, 90.0, 91.0, 89.0));
+        assert_eq!((p.volume, p.trade_count, p.revision), (2.0, 3, 2));
+        assert!(!p.is_filled());
+        // a bucket of fills only is a fill carrying the earlier close
+        let only = rollup(&[fill1, fill2], Interval::M5);
+        assert!(only[0].is_filled(), "{:?}", only[0]);
+        assert_eq!(
+            (only[0].close, only[0].volume, only[0].trade_count),
+            (100.0, 0.0, 0)
+        );
+        assert_eq!(only[0].ts_event, real.ts_event);
     }
 
     proptest! {

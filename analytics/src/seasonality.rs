@@ -61,9 +61,9 @@ pub fn weekday(ts: TimestampNs) -> u8 {
     ((ts.div_euclid(DAY_NS) + 3).rem_euclid(7)) as u8
 }
 
-/// Log return of a bar, when defined.
+/// Log return of a bar, when defined (not for a gap-filled bar: no trading, no return).
 pub fn bar_return(bar: &Bar) -> Option<f64> {
-    (bar.open > 0.0 && bar.close > 0.0).then(|| (bar.close / bar.open).ln())
+    (bar.open > 0.0 && bar.close > 0.0 && !bar.is_filled()).then(|| (bar.close / bar.open).ln())
 }
 
 /// Profiles per (venue, symbol) from bars of one interval, in any order.

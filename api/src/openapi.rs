@@ -304,8 +304,13 @@ pub struct BarDoc {
     trade_count: u64,
     /// 0 for the first emission, +1 for each revision by late data.
     revision: u32,
+    /// Event time of the latest quote in the bar; for a gap-filled bar, of the quote whose
+    /// close it carries (before `bucket_start`).
     ts_event: i64,
     ts_ingest: i64,
+    /// A gap-filled bar (`pipeline.gap_fill_minutes`): no quote in the bucket; it carries
+    /// the previous close with zero volume.
+    filled: bool,
 }
 
 #[derive(ToSchema)]

@@ -155,12 +155,14 @@ pub async fn symbols(State(state): State<AppState>) -> Result<Json<serde_json::V
     Ok(Json(json!({ "symbols": symbols })))
 }
 
-/// A bar as the API shows it: the stored bar plus its start as RFC 3339.
+/// A bar as the API shows it: the stored bar plus its start as RFC 3339 and whether it
+/// is gap-filled.
 #[derive(Serialize)]
 struct BarView<'a> {
     time: String,
     #[serde(flatten)]
     bar: &'a Bar,
+    filled: bool,
 }
 
 fn param<'a>(q: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
@@ -220,11 +222,11 @@ fn format(q: &HashMap<String, String>, headers: &HeaderMap) -> Result<Format> {
 
 fn bars_csv(bars: &[Bar]) -> String {
     let mut out = String::from(
-        "time,venue,symbol,interval,bucket_start,open,high,low,close,volume,notional,vwap,trade_count,revision\n",
+        "time,venue,symbol,interval,bucket_start,open,high,low,close,volume,notional,vwap,trade_count,revision,filled\n",
     );
     for b in bars {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             to_rfc3339(b.bucket_start),
             b.venue,
             b.symbol,
@@ -238,7 +240,8 @@ fn bars_csv(bars: &[Bar]) -> String {
             b.notional,
             b.vwap,
             b.trade_count,
-            b.revision
+            b.revision,
+            b.is_filled()
         ));
     }
     out
@@ -350,6 +353,7 @@ pub async fn ohlcv(
         .map(|b| BarView {
             time: to_rfc3339(b.bucket_start),
             bar: b,
+            filled: b.is_filled(),
         })
         .collect();
     // serialized straight from the bars (no intermediate JSON tree)

@@ -23,6 +23,7 @@ use timely::dataflow::{InputHandle, ProbeHandle};
 use tokio::sync::mpsc;
 
 use crate::alerts::operator::{evaluate_quotes, evaluate_signals, WorkerAlerts};
+use crate::gapfill::GapFill;
 use crate::metrics as m;
 use crate::progress::Progress;
 use crate::rollups::{self, RollupAdmit, RollupLevel};
@@ -145,6 +146,7 @@ pub fn run_with_control(
     let signal_params = cfg.signals.clone();
     let seasonal = cfg.seasonal;
     let keep_quotes = cfg.keep_quotes;
+    let gap_fill_minutes = cfg.gap_fill_minutes;
     let source_topic = if cfg.source_topic.is_empty() {
         topics::QUOTES.to_string()
     } else {
@@ -267,7 +269,13 @@ pub fn run_with_control(
                         caps.retain(|end, _| *end > f);
                     }
                 })
-                .container::<Vec<Output>>()
+                .container::<Vec<Output>>();
+            let outputs = if gap_fill_minutes > 0 {
+                gap_fill(outputs, gap_fill_minutes, lateness)
+            } else {
+                outputs
+            };
+            let outputs = outputs
                 .unary_frontier(Pipeline, "Rollups", move |cap, _info| {
                     drop(cap);
                     let mut levels = rollups::levels(&rollup_intervals, lateness);
@@ -511,6 +519,67 @@ pub fn run_with_control(
         }
     }
     Ok(())
+}
+
+/// The gap-fill operator (see [`GapFill`]): passes everything through and adds a filled
+/// 1m bar for every final minute a series had no quote in.
+fn gap_fill<'s>(
+    outputs: timely::dataflow::Stream<'s, u64, Vec<Output>>,
+    max_minutes: u32,
+    lateness: i64,
+) -> timely::dataflow::Stream<'s, u64, Vec<Output>> {
+    outputs.unary_frontier(Pipeline, "GapFill", move |cap, _info| {
+        drop(cap);
+        let mut fill = GapFill::new(max_minutes, lateness);
+        // a capability for the next minute that may need a fill
+        let mut held: Option<Capability<u64>> = None;
+        move |(input, frontier), output| {
+            let f = frontier.frontier().first().map_or(i64::MAX, |t| to_ts(*t));
+            input.for_each_stamp(|cap, data| {
+                let Some(&t) = cap.least() else { return };
+                let out_cap = cap.delayed(&t, 0);
+                let mut session = output.session(&out_cap);
+                for batch in data {
+                    for o in batch.drain(..) {
+                        match &o {
+                            Output::Bar(b) => fill.observe(b),
+                            Output::Warm(b) => fill.warm(b),
+                            _ => {}
+                        }
+                        session.give(o);
+                    }
+                }
+                drop(session);
+                if let Some(next) = fill.next_final() {
+                    let next = to_time(next).max(t);
+                    if held.as_ref().is_none_or(|h| *h.time() > next) {
+                        held = Some(out_cap.delayed(&next));
+                    }
+                }
+            });
+            let fills = fill.advance(f);
+            if let Some(h) = held.as_ref() {
+                for (at, bars) in fills {
+                    metrics::counter!(m::BARS_FILLED).increment(bars.len() as u64);
+                    let c = h.delayed(&to_time(at).max(*h.time()));
+                    output
+                        .session(&c)
+                        .give_iterator(bars.into_iter().map(Output::Bar));
+                }
+            }
+            match fill.next_final() {
+                Some(next) if f != i64::MAX => {
+                    if let Some(h) = held.as_mut() {
+                        let next = to_time(next);
+                        if next > *h.time() {
+                            h.downgrade(&next);
+                        }
+                    }
+                }
+                _ => held = None,
+            }
+        }
+    })
 }
 
 /// Offers a bar to rollup level `level` and, for every parent it emits at once, to the

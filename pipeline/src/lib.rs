@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod dataflow;
+pub mod gapfill;
 pub mod hash;
 pub mod live;
 pub mod metrics;
@@ -63,6 +64,10 @@ pub struct PipelineConfig {
     /// Final bars per series loaded into the signal state when a partition resumes from
     /// committed offsets (Kafka), so signals continue exactly where they were.
     pub signal_warmup_bars: u32,
+    /// Gap-filled 1m bars: a final minute without quotes gets a bar carrying the last
+    /// close (zero volume, no trades), for at most this many minutes in a row after a
+    /// series' last real bar. 0 turns filling off.
+    pub gap_fill_minutes: u32,
 }
 
 impl Default for PipelineConfig {
@@ -84,6 +89,7 @@ impl Default for PipelineConfig {
             source_topic: String::new(),
             stall_timeout_ms: 30_000,
             signal_warmup_bars: 5_000,
+            gap_fill_minutes: 0,
         }
     }
 }

@@ -5,6 +5,7 @@ pub const QUOTES_REJECTED: &str = "pricestream_pipeline_quotes_rejected_total";
 pub const LATE_EVENTS: &str = "pricestream_pipeline_late_events_total";
 pub const BARS_EMITTED: &str = "pricestream_pipeline_bars_emitted_total";
 pub const BAR_REVISIONS: &str = "pricestream_pipeline_bar_revisions_total";
+pub const BARS_FILLED: &str = "pricestream_pipeline_bars_filled_total";
 pub const WATERMARK_LAG: &str = "pricestream_pipeline_watermark_lag_seconds";
 pub const WATERMARK: &str = "pricestream_pipeline_watermark_timestamp_seconds";
 pub const SINK_BATCH_ROWS: &str = "pricestream_sink_batch_rows";
@@ -98,6 +99,11 @@ pub fn describe() {
         Unit::Count,
         "Bar emissions that revise an earlier one because of late data"
     );
+    describe_counter!(
+        BARS_FILLED,
+        Unit::Count,
+        "Gap-filled 1m bars (minutes without quotes, carrying the last close)"
+    );
     describe_gauge!(
         WATERMARK_LAG,
         Unit::Seconds,
@@ -175,6 +181,7 @@ pub fn describe() {
     metrics::counter!(ALERT_TRIGGERS).increment(0);
     metrics::counter!(LATE_EVENTS).increment(0);
     metrics::counter!(BAR_REVISIONS).increment(0);
+    metrics::counter!(BARS_FILLED).increment(0);
     metrics::counter!(QUOTES_INGESTED).increment(0);
     metrics::counter!(BARS_EMITTED, "interval" => "1m").increment(0);
     for reason in REASONS {

@@ -55,8 +55,8 @@ impl RollupLevel {
     }
 
     fn build(&self, key: &Key, p: &Parent) -> Option<Bar> {
-        let mut bar = rollup(&p.children, self.parent).into_iter().next()?;
-        bar.revision = p.children.iter().map(|c| c.revision).sum();
+        // the revision is the sum of the children's (see `rollup`)
+        let bar = rollup(&p.children, self.parent).into_iter().next()?;
         debug_assert_eq!(bar.bucket_start, key.2);
         Some(bar)
     }

@@ -163,8 +163,8 @@ mod tests {
             vwap: open,
             trade_count: 1,
             revision: 0,
-            ts_event: hour,
-            ts_ingest: hour,
+            ts_event: hour * 3_600_000_000_000 + 1,
+            ts_ingest: hour * 3_600_000_000_000 + 1,
         }
     }
 

@@ -42,15 +42,19 @@ struct Run {
 
 /// Runs the dataflow over `quotes` and collects its output.
 async fn run_pipeline(quotes: &[Quote], workers: usize) -> Run {
+    let cfg = PipelineConfig {
+        workers,
+        ..PipelineConfig::default()
+    };
+    run_with(quotes, cfg).await
+}
+
+async fn run_with(quotes: &[Quote], cfg: PipelineConfig) -> Run {
     let bus = InProcessBus::new(4, quotes.len() + 1);
     let publisher = bus.publisher().unwrap();
     publisher.publish(quotes.to_vec()).await.unwrap();
     drop(publisher);
     bus.close();
-    let cfg = PipelineConfig {
-        workers,
-        ..PipelineConfig::default()
-    };
     let factory: SourceFactory = {
         let bus = Arc::clone(&bus);
         Arc::new(move |i, n| {
@@ -288,6 +292,148 @@ async fn rollups_and_signals_equal_batch_recomputation() {
             "{g:?} vs {w:?}"
         );
     }
+}
+
+/// Gap filling: every minute between a series' first and last bar has a bar; the minutes
+/// without quotes carry the previous close with zero volume, whatever the worker count;
+/// rollups and signals over the filled series equal their batch recomputation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gaps_are_filled_with_the_last_close() {
+    const MIN: i64 = 60_000_000_000;
+    let syms: Vec<Symbol> = ["BTC-USDT", "ETH-USDT"]
+        .iter()
+        .map(|s| Symbol::new(s).unwrap())
+        .collect();
+    // holes: ETH minutes 10..25, BTC minutes 40..42 and 60..100 (longer than the limit)
+    let hole = |q: &Quote| {
+        let m = (q.ts_event - START).div_euclid(MIN);
+        match q.symbol.as_str() {
+            "ETH-USDT" => (10..25).contains(&m),
+            _ => (40..42).contains(&m) || (60..100).contains(&m),
+        }
+    };
+    let quotes: Vec<Quote> = SyntheticMarket::new(3, &syms, START, 4.0, 2.0, 0.05, 1_500)
+        .take(60_000)
+        .filter(|q| !hole(q))
+        .collect();
+    let end = quotes.iter().map(|q| q.ts_event).max().unwrap();
+    assert!(end > START + 105 * MIN, "the stream must outlast the holes");
+    let limit = 30;
+    let cfg = |workers| PipelineConfig {
+        workers,
+        gap_fill_minutes: limit,
+        ..PipelineConfig::default()
+    };
+    let one = run_with(&quotes, cfg(1)).await;
+    let two = run_with(&quotes, cfg(2)).await;
+    let all_bytes = |r: &Run| -> Vec<u8> { r.bars.values().flat_map(codec::encode).collect() };
+    assert_eq!(all_bytes(&one), all_bytes(&two), "1 and 2 workers differ");
+    let sig_bytes = |r: &Run| -> Vec<u8> { r.signals.iter().flat_map(codec::encode).collect() };
+    assert_eq!(sig_bytes(&one), sig_bytes(&two));
+
+    // independently: the minutes with quotes, per symbol
+    let mut real: BTreeMap<&str, std::collections::BTreeSet<i64>> = BTreeMap::new();
+    for q in &quotes {
+        real.entry(q.symbol.as_str())
+            .or_default()
+            .insert(Interval::M1.bucket_start(q.ts_event));
+    }
+    let mut filled = 0;
+    for (sym, minutes) in &real {
+        let (first, last) = (*minutes.first().unwrap(), *minutes.last().unwrap());
+        let mut prev: Option<&Bar> = None;
+        let mut run = 0;
+        for start in (first..=last).step_by(MIN as usize) {
+            let bar = one.m1.get(&(sym.to_string(), start));
+            if minutes.contains(&start) {
+                let bar = bar.unwrap();
+                assert!(!bar.is_filled() && bar.trade_count > 0, "{sym} {start}");
+                prev = Some(bar);
+                run = 0;
+                continue;
+            }
+            run += 1;
+            if run > limit {
+                assert!(bar.is_none(), "{sym}: filled past the limit at {start}");
+                continue;
+            }
+            let bar = bar.unwrap_or_else(|| panic!("{sym}: a hole at minute {start}"));
+            let p = prev.unwrap();
+            assert!(bar.is_filled(), "{bar:?}");
+            assert_eq!(
+                (bar.open, bar.high, bar.low, bar.close, bar.vwap),
+                (p.close, p.close, p.close, p.close, p.close)
+            );
+            assert_eq!((bar.volume, bar.trade_count, bar.revision), (0.0, 0, 0));
+            assert_eq!(bar.ts_event, p.ts_event);
+            filled += 1;
+        }
+    }
+    assert_eq!(filled, 15 + 2 + limit as usize, "ETH 15, BTC 2 + the limit");
+    // no fill after a series' last bar (the input ended)
+    for (sym, minutes) in &real {
+        let last = *minutes.last().unwrap();
+        assert!(!one.m1.keys().any(|(s, t)| s == sym && *t > last));
+    }
+
+    // rollups of the filled series: fills count only where a bucket has no real bar
+    let m1: Vec<Bar> = one.m1.values().cloned().collect();
+    for iv in [Interval::M5, Interval::M15, Interval::H1] {
+        let mut want = rollup(&m1, iv);
+        want.sort_by(|a, b| {
+            (a.symbol.as_str(), a.bucket_start).cmp(&(b.symbol.as_str(), b.bucket_start))
+        });
+        let got: Vec<&Bar> = one
+            .bars
+            .iter()
+            .filter(|(k, _)| k.0 == iv)
+            .map(|(_, b)| b)
+            .collect();
+        assert_eq!(got.len(), want.len(), "{iv}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(
+                (
+                    g.open,
+                    g.high,
+                    g.low,
+                    g.close,
+                    g.trade_count,
+                    g.revision,
+                    g.ts_event
+                ),
+                (
+                    w.open,
+                    w.high,
+                    w.low,
+                    w.close,
+                    w.trade_count,
+                    w.revision,
+                    w.ts_event
+                ),
+                "{iv} {}",
+                g.bucket_start
+            );
+        }
+    }
+    // ETH 10:10–10:15 and 10:15–10:20 were all fills: the 5m bars are fills too
+    let five = &one.bars[&(Interval::M5, "ETH-USDT".to_string(), START + 15 * MIN)];
+    assert!(five.is_filled() && five.volume == 0.0, "{five:?}");
+
+    // signals run over the filled series and equal the batch rules over it
+    let params = SignalParams::default();
+    let mut expected: Vec<Signal> = Vec::new();
+    for iv in [Interval::M1, Interval::M5, Interval::H1] {
+        for sym in &syms {
+            let series: Vec<Bar> = one
+                .bars
+                .iter()
+                .filter(|(k, _)| k.0 == iv && k.1 == sym.as_str())
+                .map(|(_, b)| b.clone())
+                .collect();
+            expected.extend(batch_signals(&series, &params));
+        }
+    }
+    assert_eq!(one.signals.len(), expected.len());
 }
 
 /// Real recorded Binance aggTrade messages through the pipeline give the 1m bars an

@@ -10,7 +10,7 @@ use arrow_array::builder::{
 };
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampNanosecondType, UInt32Type, UInt64Type};
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::error::{Result, SchemaError};
@@ -43,6 +43,8 @@ pub fn bar_schema(with_interval: bool) -> SchemaRef {
         Field::new("revision", DataType::UInt32, false),
         Field::new("ts_event", ts_type(), false),
         Field::new("ts_ingest", ts_type(), false),
+        // derived (`Bar::is_filled`), for readers; ignored when read back
+        Field::new("filled", DataType::Boolean, false),
     ]);
     Arc::new(Schema::new(fields))
 }
@@ -110,6 +112,9 @@ pub fn bars_to_batch(bars: &[Bar], with_interval: bool) -> Result<RecordBatch> {
         Arc::new(revision.finish()) as ArrayRef,
         ts_col(bars.iter().map(|b| b.ts_event)),
         ts_col(bars.iter().map(|b| b.ts_ingest)),
+        Arc::new(BooleanArray::from_iter(
+            bars.iter().map(|b| Some(b.is_filled())),
+        )) as ArrayRef,
     ]);
     Ok(RecordBatch::try_new(bar_schema(with_interval), cols)?)
 }

@@ -137,7 +137,8 @@ pub struct Bar {
     pub trade_count: u64,
     /// 0 for the first emission, +1 for each revision by late data.
     pub revision: u32,
-    /// Event time of the latest quote folded in.
+    /// Event time of the latest quote folded in. Earlier than `bucket_start` only for a
+    /// gap-filled bar (see [`Bar::is_filled`]), which carries an earlier bar's close.
     pub ts_event: TimestampNs,
     /// Ingest time of the latest-ingested quote folded in.
     pub ts_ingest: TimestampNs,
@@ -147,6 +148,34 @@ impl Bar {
     /// Exclusive end of the bucket.
     pub fn bucket_end(&self) -> TimestampNs {
         self.bucket_start + self.interval.nanos()
+    }
+
+    /// A gap-filled bar: no quote fell in its bucket, so it carries the close (and event
+    /// time) of the series' previous bar, with zero volume and no trades. Every real bar
+    /// has a quote inside its bucket, so `ts_event >= bucket_start`.
+    pub fn is_filled(&self) -> bool {
+        self.ts_event < self.bucket_start
+    }
+
+    /// The gap-filled bar of `interval` at `bucket_start` that carries `prev`'s close.
+    pub fn filled_after(prev: &Bar, interval: Interval, bucket_start: TimestampNs) -> Bar {
+        Bar {
+            venue: prev.venue,
+            symbol: prev.symbol.clone(),
+            interval,
+            bucket_start,
+            open: prev.close,
+            high: prev.close,
+            low: prev.close,
+            close: prev.close,
+            volume: 0.0,
+            notional: 0.0,
+            vwap: prev.close,
+            trade_count: 0,
+            revision: 0,
+            ts_event: prev.ts_event.min(bucket_start - 1),
+            ts_ingest: prev.ts_ingest,
+        }
     }
 }
 

@@ -13,7 +13,9 @@ import duckdb
 import pandas as pd
 import polars as pl
 
-COLS = ["open", "high", "low", "close", "volume", "notional", "vwap", "trade_count", "revision"]
+COLS = ["open", "high", "low", "close", "volume", "notional", "vwap", "trade_count", "revision",
+        "ts_event"]
+TRADES = 15000  # scripts/checks/lake_python.sh: MAX_TRADES
 
 
 def store_bars(db: Path, interval: str, symbol: str, day: str) -> pd.DataFrame:
@@ -27,12 +29,14 @@ def store_bars(db: Path, interval: str, symbol: str, day: str) -> pd.DataFrame:
         con, params=(interval, symbol, start, end))
     con.close()
     df["bucket_start"] = pd.to_datetime(df["bucket_start"], unit="ns", utc=True)
+    df["ts_event"] = pd.to_datetime(df["ts_event"], unit="ns", utc=True)
     return df.reset_index(drop=True)
 
 
 def check_same(name: str, got: pd.DataFrame, want: pd.DataFrame) -> None:
     got = got[["symbol", "bucket_start"] + COLS].sort_values("bucket_start").reset_index(drop=True)
     got["bucket_start"] = pd.to_datetime(got["bucket_start"], utc=True)
+    got["ts_event"] = pd.to_datetime(got["ts_event"], utc=True)
     for c in ["trade_count", "revision"]:
         got[c] = got[c].astype("int64")
         want[c] = want[c].astype("int64")
@@ -80,6 +84,24 @@ def main() -> None:
         [day, symbol]).df()
     check_same("duckdb 1h", dd_df, store_bars(db, "1h", symbol, day))
 
+    # gap filling: every minute between a symbol's first and last 1m bar has a bar; the
+    # minutes without trades carry the previous close with no volume
+    m1 = (pl.scan_parquet(bars_glob, hive_partitioning=True)
+          .filter(pl.col("interval") == "1m")
+          .sort("symbol", "bucket_start")
+          .with_columns(pl.col("close").shift(1).over("symbol").alias("prev_close"),
+                        pl.col("bucket_start").diff().over("symbol").alias("step"))
+          .collect())
+    fills = m1.filter(pl.col("filled"))
+    assert fills.height > 0, "no gap-filled bars"
+    assert (fills["ts_event"] < fills["bucket_start"]).all()
+    assert (fills["volume"] == 0).all() and (fills["trade_count"] == 0).all()
+    assert (fills["close"] == fills["prev_close"]).all() and (fills["open"] == fills["close"]).all()
+    assert m1.filter(~pl.col("filled"))["trade_count"].min() > 0
+    steps = m1["step"].drop_nulls().unique().to_list()
+    assert steps == [dt.timedelta(minutes=1)], steps
+    print(f"ok gap fill: {fills.height} filled minutes of {m1.height}, no holes")
+
     # files are sorted by time and carry statistics (for pushdown)
     import pyarrow.parquet as pq
     for f in sorted((lake / "bars").rglob("*.parquet"))[:5]:
@@ -94,7 +116,7 @@ def main() -> None:
     n_quotes = con.execute(
         f"SELECT count(*), count(DISTINCT (symbol, trade_id)) FROM read_parquet('{lake}/quotes/**/*.parquet', hive_partitioning = true)"
     ).fetchone()
-    assert n_quotes == (60000, 60000), n_quotes
+    assert n_quotes == (TRADES, TRADES), n_quotes
     print(f"ok quotes: {n_quotes[0]} trades, none lost or doubled")
 
     # seasonality profiles (written by `pricestream analytics seasonality`) equal the same
@@ -102,7 +124,7 @@ def main() -> None:
     season_file = lake / "seasonality" / "seasonality.parquet"
     if season_file.exists():
         bars_1h = (pl.scan_parquet(bars_glob, hive_partitioning=True)
-                   .filter(pl.col("interval") == "1h")
+                   .filter((pl.col("interval") == "1h") & ~pl.col("filled"))
                    .with_columns((pl.col("close") / pl.col("open")).log().alias("r"))
                    .collect())
         by_hour = (bars_1h.with_columns(pl.col("bucket_start").dt.hour().alias("bucket"))
@@ -128,7 +150,7 @@ def main() -> None:
     n_store_quotes = con_db.execute("SELECT count(*) FROM quotes").fetchone()[0]
     con_db.close()
     assert n_store_signals == sig.height, (n_store_signals, sig.height)
-    assert n_store_quotes == 60000, n_store_quotes
+    assert n_store_quotes == TRADES, n_store_quotes
     print("ok store: the same signals as the lake, and every quote")
 
 
