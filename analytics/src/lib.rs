@@ -1,5 +1,6 @@
 //! Pure market math: the OHLCV fold, rollups, indicators and profiles. No I/O, no clocks.
 
+pub mod calendar;
 pub mod indicators;
 pub mod ohlcv;
 pub mod rollup;

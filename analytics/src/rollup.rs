@@ -20,15 +20,23 @@ struct Group {
 /// a revised child always raises it. Gap-filled children ([`Bar::is_filled`]) count only
 /// when the bucket has no real child; a bucket of fills alone is itself a filled bar.
 pub fn rollup(bars: &[Bar], target: Interval) -> Vec<Bar> {
+    merge_buckets(bars, target, |b| Some(target.bucket_start(b.bucket_start)))
+}
+
+/// [`rollup`] into arbitrary buckets: `bucket` names the start of the bucket a bar belongs
+/// to (`None`: the bar is in no bucket). The results are labelled `label`.
+pub fn merge_buckets(
+    bars: &[Bar],
+    label: Interval,
+    bucket: impl Fn(&Bar) -> Option<TimestampNs>,
+) -> Vec<Bar> {
+    let target = label;
     let mut groups: BTreeMap<(Venue, Symbol, TimestampNs), Group> = BTreeMap::new();
     let mut sorted: Vec<&Bar> = bars.iter().collect();
     sorted.sort_by_key(|b| b.bucket_start);
     for b in sorted {
-        let key = (
-            b.venue,
-            b.symbol.clone(),
-            target.bucket_start(b.bucket_start),
-        );
+        let Some(start) = bucket(b) else { continue };
+        let key = (b.venue, b.symbol.clone(), start);
         let filled = b.is_filled();
         let acc = OhlcvAcc::from_bar(b);
         match groups.entry(key) {

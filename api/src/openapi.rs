@@ -148,6 +148,18 @@ pub struct OhlcvParams {
     /// `application/vnd.apache.arrow.stream`). Default JSON.
     #[param(inline)]
     format: Option<Format>,
+    /// Daily bars of the local day in this IANA time zone (with `interval=1d`), e.g.
+    /// `America/New_York`; daylight saving is followed (days of 23 or 25 hours). Each bar
+    /// starts at the day's (or session's) open and merges the stored finer bars inside it.
+    #[param(example = "America/New_York")]
+    tz: Option<String>,
+    /// A session within the local day, `HH:MM-HH:MM` in `tz` (default UTC), e.g.
+    /// `09:30-16:00`; a close before the open ends the next day (overnight session).
+    #[param(example = "09:30-16:00")]
+    session: Option<String>,
+    /// Weekdays with a session, e.g. `mon-fri` or `mon,wed,fri` (default every day).
+    #[param(example = "mon-fri")]
+    days: Option<String>,
 }
 
 /// Response format of `/v1/ohlcv`.

@@ -180,9 +180,94 @@ fn parse_ts(q: &HashMap<String, String>, name: &str) -> Result<Option<i64>> {
     }
 }
 
-const KNOWN_OHLCV_PARAMS: [&str; 7] = [
-    "symbol", "venue", "interval", "from", "to", "limit", "format",
+const KNOWN_OHLCV_PARAMS: [&str; 10] = [
+    "symbol", "venue", "interval", "from", "to", "limit", "format", "tz", "session", "days",
 ];
+
+/// Finer bars one session-bar request may span.
+const MAX_SESSION_CHILDREN: i64 = 2_000_000;
+/// Finer bars read from the store at a time for session bars.
+const SESSION_CHUNK: i64 = 50_000;
+
+/// Daily bars of a local day or session (`tz`, `session`, `days`): the sessions opening in
+/// `[from, to)` (or the last `limit` before `to`), each merged from the coarsest stored
+/// bars that align with its open and close.
+async fn session_bars(
+    state: &AppState,
+    q: &HashMap<String, String>,
+    query: &BarQuery,
+) -> Result<Vec<Bar>> {
+    use pricestream_analytics::calendar::{self, Session};
+    let session = Session::parse(
+        param(q, "tz").unwrap_or("UTC"),
+        param(q, "session"),
+        param(q, "days"),
+    )
+    .map_err(ApiError::BadRequest)?;
+    let limit = query.limit as usize;
+    let day = Interval::D1.nanos();
+    let to = if query.to == i64::MAX {
+        pricestream_schemas::SystemClock
+            .now_ns()
+            .saturating_add(day)
+    } else {
+        query.to
+    };
+    let sessions = if query.tail {
+        // a week of slack for the days without a session
+        let from = to.saturating_sub((query.limit as i64 + 8).saturating_mul(day));
+        let mut all = session.between(from, to, usize::MAX);
+        all.split_off(all.len().saturating_sub(limit))
+    } else {
+        session.between(query.from, to, limit)
+    };
+    let (Some(first), Some(last)) = (sessions.first(), sessions.last()) else {
+        return Ok(Vec::new());
+    };
+    let child = Session::child_interval(&sessions).ok_or_else(|| {
+        ApiError::BadRequest("the session's opens and closes are not on whole minutes".into())
+    })?;
+    // a coarser interval that is not stored (not among the rollups): merge 1m bars
+    for interval in [child, Interval::M1] {
+        let span: i64 = (last.1 - first.0) / interval.nanos();
+        if span > MAX_SESSION_CHILDREN {
+            return Err(ApiError::RangeTooLarge(format!(
+                "these sessions span {span} bars of {interval}; at most {MAX_SESSION_CHILDREN} per request (ask for fewer sessions)"
+            )));
+        }
+        let mut out = Vec::with_capacity(sessions.len());
+        let mut found = false;
+        // sessions in groups spanning at most CHUNK bars, merged group by group
+        let mut rest = &sessions[..];
+        while let Some(head) = rest.first() {
+            let n = rest
+                .iter()
+                .take_while(|(_, c)| (c - head.0) / interval.nanos() <= SESSION_CHUNK)
+                .count()
+                .max(1);
+            let (group, tail) = rest.split_at(n);
+            rest = tail;
+            let to = group[group.len() - 1].1;
+            let children = state
+                .store
+                .query_bars(&BarQuery {
+                    interval,
+                    from: head.0,
+                    to,
+                    limit: u32::try_from((to - head.0) / interval.nanos() + 1).unwrap_or(u32::MAX),
+                    tail: false,
+                    ..query.clone()
+                })
+                .await?;
+            found |= !children.is_empty();
+            out.extend(calendar::session_bars(&children, group));
+        }
+        if found || interval == Interval::M1 {
+            return Ok(out);
+        }
+    }
+    Ok(Vec::new())
+}
 
 /// Response formats of history endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,7 +402,19 @@ pub async fn ohlcv(
         tail: from.is_none(),
     };
     let fmt = format(&q, &headers)?;
-    let bars = state.store.query_bars(&query).await?;
+    let by_session = ["tz", "session", "days"]
+        .iter()
+        .any(|p| param(&q, p).is_some());
+    if by_session && interval != Interval::D1 {
+        return Err(ApiError::BadRequest(
+            "tz, session and days make daily bars: use interval=1d".into(),
+        ));
+    }
+    let bars = if by_session {
+        session_bars(&state, &q, &query).await?
+    } else {
+        state.store.query_bars(&query).await?
+    };
     // the next page starts right after the last bar (ascending pages only)
     let next = (from.is_some() && bars.len() == limit as usize)
         .then(|| bars.last().map(|b| b.bucket_start + 1))
