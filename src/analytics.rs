@@ -1,12 +1,13 @@
 //! Batch analytics over the lake: seasonality profiles and the recomputation that checks
-//! the streaming rollups and signals against batch definitions.
+//! the streaming rollups and signals against batch definitions. The lake is read and
+//! aggregated with polars ([`crate::batch`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
-use pricestream_analytics::seasonality::{profiles, Profile, SeasonStats};
-use pricestream_analytics::{batch_signals, rollup, SignalParams};
+use pricestream_analytics::seasonality::{Profile, SeasonStats};
+use pricestream_analytics::{batch_signals, SignalParams};
 use pricestream_pipeline::SharedProfiles;
 use pricestream_schemas::{Bar, Interval, Signal, SignalKind, Symbol, Venue};
 use pricestream_store::seasonality::{self, SeasonalityRow};
@@ -39,10 +40,8 @@ pub fn refresh_seasonality(
     lake_root: &Path,
     interval: Interval,
 ) -> anyhow::Result<BTreeMap<Series, Profile>> {
-    let bars = Lake::new(lake_root)
-        .read_bars(interval)
-        .context("reading bars from the lake")?;
-    let by_symbol = profiles(&bars);
+    let by_symbol =
+        crate::batch::seasonality(lake_root, interval).context("seasonality over the lake")?;
     let rows: Vec<SeasonalityRow> = by_symbol
         .iter()
         .flat_map(|(k, p)| rows_of(interval, k, p))
@@ -89,9 +88,10 @@ fn series_of(bars: &[Bar]) -> BTreeMap<(Venue, Symbol), Vec<&Bar>> {
     m
 }
 
-/// Recomputes every rollup from the lake's 1m bars and every signal from the lake's bars
-/// with the batch definitions, and compares them with what the pipeline wrote. With
-/// `write`, replaces the lake's rollups and signals with the recomputed ones.
+/// Recomputes every rollup from the lake's 1m bars (a polars aggregation) and every signal
+/// from the lake's bars (the batch signal rules over each series), and compares them with
+/// what the pipeline wrote. With `write`, replaces the lake's rollups and signals with the
+/// recomputed ones.
 pub fn recompute(
     lake_root: &Path,
     rollups: &[Interval],
@@ -99,12 +99,12 @@ pub fn recompute(
     write: bool,
 ) -> anyhow::Result<Report> {
     let mut lake = Lake::new(lake_root);
-    let m1 = lake.read_bars(Interval::M1).context("reading 1m bars")?;
+    let m1 = crate::batch::bars(lake_root, Interval::M1).context("reading 1m bars")?;
     let mut report = Report::default();
     let mut bars_by_interval: BTreeMap<Interval, Vec<Bar>> = BTreeMap::new();
     bars_by_interval.insert(Interval::M1, m1.clone());
     for &iv in rollups.iter().filter(|i| **i != Interval::M1) {
-        let mut want = rollup(&m1, iv);
+        let mut want = crate::batch::rollups(lake_root, iv)?;
         want.sort_by(|a, b| {
             (a.bucket_start, a.venue, &a.symbol).cmp(&(b.bucket_start, b.venue, &b.symbol))
         });
@@ -221,7 +221,7 @@ mod tests {
         let mut lake = Lake::new(dir.path());
         let bars: Vec<Bar> = (0..30).map(|m| m1(m, 100.0 + m as f64)).collect();
         lake.write_bars(&bars).unwrap();
-        let mut five = rollup(&bars, Interval::M5);
+        let mut five = pricestream_analytics::rollup(&bars, Interval::M5);
         lake.write_bars(&five).unwrap();
         let none = BTreeMap::new();
         let ok = recompute(dir.path(), &[Interval::M5], &none, false).unwrap();

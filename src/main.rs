@@ -1,6 +1,7 @@
 //! `pricestream`: the command-line entry point. Wiring only; the work lives in the crates.
 
 mod analytics;
+mod batch;
 mod bench;
 mod config;
 mod connectors;

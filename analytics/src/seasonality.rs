@@ -33,6 +33,18 @@ pub struct SeasonStats {
 }
 
 impl SeasonStats {
+    /// Statistics from their moments (as a batch job computes them); further returns
+    /// fold in as if they had been added one by one.
+    pub fn from_moments(count: u64, mean: f64, stdev: f64, mean_abs: f64) -> Self {
+        SeasonStats {
+            count,
+            mean_return: mean,
+            stdev_return: stdev,
+            mean_abs_return: mean_abs,
+            m2: stdev * stdev * count as f64,
+        }
+    }
+
     fn add(&mut self, r: f64) {
         self.count += 1;
         let n = self.count as f64;
