@@ -73,29 +73,38 @@ impl GapFill {
         Some(self.final_at(next))
     }
 
+    /// The state of `bar`'s series; a new series has accounted for minutes up to `done`.
+    fn series_of(&mut self, bar: &Bar, done: TimestampNs) -> &mut Series {
+        self.series
+            .entry((bar.venue, bar.symbol.clone()))
+            .or_insert_with(|| Series {
+                carry: None,
+                pending: BTreeMap::new(),
+                done,
+                run: 0,
+            })
+    }
+
+    /// Makes a final real bar the series' carry, unless it already carries a newer one.
+    fn carry(s: &mut Series, bar: &Bar) {
+        if s.carry
+            .as_ref()
+            .is_none_or(|c| c.bucket_start <= bar.bucket_start)
+        {
+            s.carry = Some(bar.clone());
+            s.run = 0;
+        }
+    }
+
     /// Observes a 1m bar on its way through (real bars only; fills are ours).
     pub fn observe(&mut self, bar: &Bar) {
         if !self.enabled() || bar.interval != Interval::M1 || bar.is_filled() {
             return;
         }
-        let s = self
-            .series
-            .entry((bar.venue, bar.symbol.clone()))
-            .or_insert_with(|| Series {
-                carry: None,
-                pending: BTreeMap::new(),
-                done: bar.bucket_start - MIN,
-                run: 0,
-            });
+        let s = self.series_of(bar, bar.bucket_start - MIN);
         if bar.bucket_start <= s.done {
-            // a final minute (a warm-up bar after a restart): just the carry
-            if s.carry
-                .as_ref()
-                .is_none_or(|c| c.bucket_start <= bar.bucket_start)
-            {
-                s.carry = Some(bar.clone());
-                s.run = 0;
-            }
+            // a minute already final: only its close matters
+            Self::carry(s, bar);
             return;
         }
         match s.pending.get(&bar.bucket_start) {
@@ -112,23 +121,9 @@ impl GapFill {
         if !self.enabled() || bar.interval != Interval::M1 || bar.is_filled() {
             return;
         }
-        let s = self
-            .series
-            .entry((bar.venue, bar.symbol.clone()))
-            .or_insert_with(|| Series {
-                carry: None,
-                pending: BTreeMap::new(),
-                done: bar.bucket_start,
-                run: 0,
-            });
+        let s = self.series_of(bar, bar.bucket_start);
         s.done = s.done.max(bar.bucket_start);
-        if s.carry
-            .as_ref()
-            .is_none_or(|c| c.bucket_start <= bar.bucket_start)
-        {
-            s.carry = Some(bar.clone());
-            s.run = 0;
-        }
+        Self::carry(s, bar);
     }
 
     /// Processes every minute final at `frontier` (strictly past its finalisation time),

@@ -255,10 +255,15 @@ async fn rollups_and_signals_equal_batch_recomputation() {
             assert!((g.volume - w.volume).abs() <= 1e-9 * w.volume.max(1.0));
         }
     }
+    assert_signals_equal_batch(&r, &syms);
+}
+
+/// The run's signals equal the batch signal rules over its final bars, series by series.
+fn assert_signals_equal_batch(r: &Run, syms: &[Symbol]) {
     let params = SignalParams::default();
     let mut expected: Vec<Signal> = Vec::new();
     for iv in [Interval::M1, Interval::M5, Interval::H1] {
-        for sym in &syms {
+        for sym in syms {
             let series: Vec<Bar> = r
                 .bars
                 .iter()
@@ -420,20 +425,7 @@ async fn gaps_are_filled_with_the_last_close() {
     assert!(five.is_filled() && five.volume == 0.0, "{five:?}");
 
     // signals run over the filled series and equal the batch rules over it
-    let params = SignalParams::default();
-    let mut expected: Vec<Signal> = Vec::new();
-    for iv in [Interval::M1, Interval::M5, Interval::H1] {
-        for sym in &syms {
-            let series: Vec<Bar> = one
-                .bars
-                .iter()
-                .filter(|(k, _)| k.0 == iv && k.1 == sym.as_str())
-                .map(|(_, b)| b.clone())
-                .collect();
-            expected.extend(batch_signals(&series, &params));
-        }
-    }
-    assert_eq!(one.signals.len(), expected.len());
+    assert_signals_equal_batch(&one, &syms);
 }
 
 /// Real recorded Binance aggTrade messages through the pipeline give the 1m bars an
