@@ -14,6 +14,12 @@
 //!   and the webhook dispatcher to a local receiver; quote ingest → webhook acknowledged,
 //!   from the `pricestream_webhook_delivery_latency_seconds` histogram.
 //!
+//! - **kafka**: the same kind of stream through a real broker: first the broker alone
+//!   (the encoded trades produced with the project's producer settings, then consumed by
+//!   a consumer in a fresh group), then PriceStream (the trades published as `ingest`
+//!   does, then a `pricestream process --exit-at-end` child that consumes them into the
+//!   dataflow, the SQLite store and the result topics until caught up).
+//!
 //! Window close → bar in sink latency is measured from `SinkBatch::emitted_at`: by the
 //! harness at receipt for the consuming sink, and through the
 //! `pricestream_pipeline_bar_sink_latency_seconds` histogram (captured sample by sample)
@@ -91,6 +97,11 @@ pub struct BenchArgs {
     /// evenly over each 200 ms.
     #[arg(long)]
     pub webhook_burst: bool,
+    /// Trades through Kafka (needs `kafka.brokers`; 0 skips it): the broker's own
+    /// produce + consume rate with the same messages, then `ingest`'s publisher and a
+    /// `pricestream process --exit-at-end` child over the same trades.
+    #[arg(long, default_value_t = 0)]
+    pub kafka_quotes: u64,
 }
 
 /// 2025-11-21T00:00:00Z: a fixed start, so every run sees the same stream.
@@ -838,6 +849,13 @@ pub async fn bench(cfg: Config, args: BenchArgs) -> anyhow::Result<()> {
         webhook = Some((n, latency));
     }
 
+    let mut kafka = None;
+    if args.kafka_quotes > 0 {
+        let k = kafka_scenario(&cfg, &args).await?;
+        k.print();
+        kafka = Some(k);
+    }
+
     println!();
     println!(
         "# summary (best of {} per throughput row)",
@@ -885,5 +903,194 @@ pub async fn bench(cfg: Config, args: BenchArgs) -> anyhow::Result<()> {
             p99 * 1e3
         );
     }
+    if let Some(k) = kafka {
+        k.print();
+    }
     Ok(())
+}
+
+/// What the Kafka scenario measured (seconds).
+struct KafkaFigures {
+    quotes: u64,
+    bytes: u64,
+    broker_produce: f64,
+    broker_consume: f64,
+    publish: f64,
+    process: f64,
+}
+
+impl KafkaFigures {
+    fn print(&self) {
+        let rate = |secs: f64| self.quotes as f64 / secs.max(1e-9);
+        let broker = rate(self.broker_produce + self.broker_consume);
+        let ours = rate(self.publish + self.process);
+        println!(
+            "kafka        quotes={} avg_msg_bytes={:.0} broker produce/s={:.0} consume/s={:.0} produce+consume/s={:.0} | pricestream publish/s={:.0} process/s={:.0} end-to-end/s={:.0} ({:.0}% of the broker)",
+            self.quotes,
+            self.bytes as f64 / self.quotes.max(1) as f64,
+            rate(self.broker_produce),
+            rate(self.broker_consume),
+            broker,
+            rate(self.publish),
+            rate(self.process),
+            ours,
+            100.0 * ours / broker
+        );
+    }
+}
+
+/// The Kafka scenario (see the module docs). Topics and groups are fresh for each run.
+async fn kafka_scenario(cfg: &Config, args: &BenchArgs) -> anyhow::Result<KafkaFigures> {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::Message as _;
+    anyhow::ensure!(
+        cfg.kafka.enabled(),
+        "--kafka-quotes needs a broker: set kafka.brokers (PRICESTREAM_KAFKA__BROKERS)"
+    );
+    let stream = generate(args, args.kafka_quotes)?;
+    let tag = format!("bench{}", std::process::id());
+    let mut cfg = cfg.clone();
+    for t in [
+        &mut cfg.kafka.topics.quotes,
+        &mut cfg.kafka.topics.bars,
+        &mut cfg.kafka.topics.signals,
+        &mut cfg.kafka.topics.alerts,
+        &mut cfg.kafka.topics.dlq,
+    ] {
+        *t = format!("{tag}.{t}");
+    }
+    cfg.kafka.group_id = format!("{tag}-process");
+    let mut raw = cfg.kafka.clone();
+    raw.topics.quotes = format!("{tag}.raw");
+    raw.group_id = format!("{tag}-raw");
+    pricestream_kafka::ensure_topics(&raw).await?;
+    let partitions = cfg.kafka.partitions;
+
+    // 1. the broker alone: the same messages, encoded before timing
+    let messages: Vec<Vec<pricestream_kafka::Message>> = stream
+        .iter()
+        .map(|batch| {
+            batch
+                .iter()
+                .map(|q| pricestream_kafka::Message {
+                    key: q.symbol.as_str().as_bytes().to_vec(),
+                    partition: Some(pricestream_bus::partition_for(&q.symbol, partitions) as i32),
+                    payload: pricestream_schemas::codec::encode(q),
+                    headers: Vec::new(),
+                })
+                .collect()
+        })
+        .collect();
+    let bytes: u64 = messages
+        .iter()
+        .flatten()
+        .map(|m| m.payload.len() as u64)
+        .sum();
+    let producer = pricestream_kafka::Producer::new(&raw)?;
+    let t = Instant::now();
+    let mut inflight = tokio::task::JoinSet::new();
+    for batch in messages {
+        let (p, topic) = (producer.clone(), raw.topics.quotes.clone());
+        inflight.spawn(async move { p.send_all(&topic, &batch).await });
+        while inflight.len() >= 16 {
+            if let Some(r) = inflight.join_next().await {
+                r??;
+            }
+        }
+    }
+    while let Some(r) = inflight.join_next().await {
+        r??;
+    }
+    let broker_produce = t.elapsed().as_secs_f64();
+    let n = args.kafka_quotes;
+    let broker_consume = tokio::task::spawn_blocking(move || -> anyhow::Result<f64> {
+        let consumer = pricestream_kafka::consumer(&raw)?;
+        let t = Instant::now();
+        let mut seen = 0u64;
+        while seen < n {
+            anyhow::ensure!(
+                t.elapsed() < Duration::from_secs(600),
+                "consumed {seen} of {n} in 10 minutes"
+            );
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => seen += u64::from(m.payload().is_some()),
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => {}
+                Some(Err(e)) => return Err(e.into()),
+            }
+        }
+        consumer.unsubscribe();
+        Ok(t.elapsed().as_secs_f64())
+    })
+    .await??;
+    println!(
+        "# kafka broker alone: {n} messages produced in {broker_produce:.1}s, consumed in {broker_consume:.1}s"
+    );
+
+    // 2. PriceStream: publish as `ingest` does, then `process --exit-at-end` in a child
+    let (_producer, publisher) = crate::kafka::quote_publisher(&cfg).await?;
+    let t = Instant::now();
+    let mut inflight = tokio::task::JoinSet::new();
+    for batch in stream {
+        let p = Arc::clone(&publisher);
+        inflight.spawn(async move { p.publish(batch).await });
+        while inflight.len() >= 16 {
+            if let Some(r) = inflight.join_next().await {
+                r??;
+            }
+        }
+    }
+    while let Some(r) = inflight.join_next().await {
+        r??;
+    }
+    let publish = t.elapsed().as_secs_f64();
+    let dir = std::env::temp_dir().join(format!("pricestream-bench-{}-kafka", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut child_cfg = cfg.clone();
+    child_cfg.data_dir = dir.join("data");
+    child_cfg.store.url = None;
+    child_cfg.store.quotes = false;
+    child_cfg.lake.enabled = false;
+    child_cfg.alerts.enabled = false;
+    child_cfg.api.listen = "127.0.0.1:0".into();
+    child_cfg.api.metrics_listen = None;
+    let config_file = dir.join("process.toml");
+    std::fs::write(&config_file, toml::to_string(&child_cfg)?)?;
+    let log = std::fs::File::create(dir.join("process.log"))?;
+    let t = Instant::now();
+    let status = std::process::Command::new(std::env::current_exe()?)
+        .arg("--config")
+        .arg(&config_file)
+        .args(["process", "--exit-at-end"])
+        .env_remove("PRICESTREAM_KAFKA__TOPICS__QUOTES")
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .status()?;
+    let process = t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        status.success(),
+        "pricestream process failed ({status}); see {}",
+        dir.join("process.log").display()
+    );
+    let store = pricestream_store::open(
+        &format!(
+            "sqlite://{}",
+            child_cfg.data_dir.join("pricestream.db").display()
+        ),
+        1,
+    )
+    .await?;
+    let runs = store.symbols().await?;
+    let bars_1m: u64 = runs.iter().map(|s| s.bars_1m).sum();
+    println!("# kafka pricestream: published in {publish:.1}s, processed in {process:.1}s ({} symbols, {bars_1m} bars in the store)", runs.len());
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        tracing::warn!(error = %e, "cannot remove the bench directory");
+    }
+    Ok(KafkaFigures {
+        quotes: n,
+        bytes,
+        broker_produce,
+        broker_consume,
+        publish,
+        process,
+    })
 }

@@ -70,7 +70,9 @@ pub fn commit_horizon_ns(cfg: &Config) -> i64 {
         .unwrap_or(Interval::M1.nanos())
 }
 
-async fn quote_publisher(cfg: &Config) -> anyhow::Result<(Producer, Arc<dyn QuotePublisher>)> {
+pub(crate) async fn quote_publisher(
+    cfg: &Config,
+) -> anyhow::Result<(Producer, Arc<dyn QuotePublisher>)> {
     pricestream_kafka::ensure_topics(&cfg.kafka)
         .await
         .context("creating the Kafka topics")?;
@@ -517,13 +519,18 @@ impl CheckpointStore for StoreCheckpoints {
     }
 }
 
-/// Bars a resumed series' signals need: for every interval with signals, the last
+/// Bars a resumed series' signals (and gap filling) need: for every interval with
+/// signals, and 1m when gaps are filled, the last
 /// `pipeline.signal_warmup_bars` final bars of the series that end at or before the resume
 /// point (enough for every indicator's window; the exponential ones converge far below the
 /// batch-equality tolerance long before that).
 fn warmup_loader(cfg: &Config, store: &Arc<dyn Store>) -> pricestream_kafka::WarmupLoader {
     let store = Arc::clone(store);
-    let intervals: Vec<Interval> = cfg.pipeline.signals.keys().copied().collect();
+    let mut intervals: Vec<Interval> = cfg.pipeline.signals.keys().copied().collect();
+    // gap filling carries the last 1m close across the restart
+    if cfg.pipeline.gap_fill_minutes > 0 && !intervals.contains(&Interval::M1) {
+        intervals.push(Interval::M1);
+    }
     let limit = cfg.pipeline.signal_warmup_bars;
     let handle = tokio::runtime::Handle::current();
     Arc::new(move |venue, symbol, before| {

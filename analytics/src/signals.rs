@@ -48,6 +48,19 @@ impl Default for SignalParams {
     }
 }
 
+/// `fast − slow`, with a difference below rounding noise (1e-9 of the averages) taken as
+/// exactly 0: on a flat stretch (e.g. gap-filled minutes) both averages converge to the
+/// same price, and the sign of what is left is an artifact of how the sums were rounded,
+/// not a crossing.
+pub fn ma_spread(fast: f64, slow: f64) -> f64 {
+    let d = fast - slow;
+    if d.abs() <= 1e-9 * fast.abs().max(slow.abs()) {
+        0.0
+    } else {
+        d
+    }
+}
+
 fn up_through(prev: f64, cur: f64, level: f64) -> bool {
     prev <= level && cur > level
 }
@@ -157,7 +170,7 @@ impl SignalEngine {
     pub fn on_bar(&mut self, bar: &Bar) -> Vec<Signal> {
         let c = bar.close;
         let spread = match (self.fast.update(c), self.slow.update(c)) {
-            (Some(f), Some(s)) => Some(f - s),
+            (Some(f), Some(s)) => Some(ma_spread(f, s)),
             _ => None,
         };
         let cross = spread.and_then(|s| self.cross.update(s));
@@ -190,7 +203,7 @@ pub fn batch_signals(bars: &[Bar], params: &SignalParams) -> Vec<Signal> {
     let spread: Vec<Option<f64>> = fast
         .iter()
         .zip(&slow)
-        .map(|(f, s)| Some((*f)? - (*s)?))
+        .map(|(f, s)| Some(ma_spread((*f)?, (*s)?)))
         .collect();
     let z: Vec<Option<f64>> = stats
         .iter()
@@ -224,6 +237,29 @@ pub fn batch_signals(bars: &[Bar], params: &SignalParams) -> Vec<Signal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flat_stretch_is_no_crossing() {
+        // after a rise, 40 equal closes (a gap filled with the last close): the averages
+        // meet, and rounding must not turn that into a golden or death cross
+        let mut closes: Vec<f64> = (0..40).map(|i| 90_000.0 + 7.3 * f64::from(i)).collect();
+        closes.extend(std::iter::repeat_n(90_284.7, 40));
+        let p = SignalParams::default();
+        let mut engine = SignalEngine::new(p.clone());
+        let stream: Vec<Signal> = bars(&closes)
+            .iter()
+            .flat_map(|b| engine.on_bar(b))
+            .collect();
+        let crosses = |v: &[Signal]| {
+            v.iter()
+                .filter(|s| matches!(s.kind, SignalKind::GoldenCross | SignalKind::DeathCross))
+                .count()
+        };
+        assert_eq!(crosses(&stream), 0, "{stream:?}");
+        assert_eq!(crosses(&batch_signals(&bars(&closes), &p)), 0);
+        assert_eq!(ma_spread(100.0, 100.0 + 1e-8), 0.0);
+        assert!(ma_spread(100.0, 100.001) < 0.0);
+    }
     use pricestream_schemas::{Interval, Symbol, Venue};
     use proptest::prelude::*;
 
