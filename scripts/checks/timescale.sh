@@ -68,7 +68,25 @@ PRICESTREAM_STORE__URL="$URL" PRICESTREAM_STORE__MAX_CONNECTIONS=1 \
 PRICESTREAM_STORE__TIMESCALE__MODE=on PRICESTREAM_STORE__TIMESCALE__RETAIN_QUOTES_DAYS=14 \
   "$CARGO_TARGET_DIR/debug/pricestream" migrate
 
-q() { PGPASSWORD=postgres psql -At "$URL" -c "$1"; }
+# PGlite serves one connection at a time: a client that connects while the previous one is
+# still being torn down can be refused at startup ("expected authentication request"), so
+# a query whose connection failed (and only then) is tried again.
+q() {
+  local out err i
+  for i in $(seq 1 20); do
+    if out=$(PGPASSWORD=postgres psql -At "$URL" -c "$1" 2>"$CACHE/psql.err"); then
+      printf '%s\n' "$out"
+      return 0
+    fi
+    err=$(cat "$CACHE/psql.err")
+    case "$err" in
+      *"connection to server"*) sleep 0.5 ;;
+      *) printf '%s\n' "$err" >&2; return 1 ;;
+    esac
+  done
+  printf '%s\n' "$err" >&2
+  return 1
+}
 hyper=$(q "SELECT string_agg(hypertable_name, ',' ORDER BY hypertable_name) FROM timescaledb_information.hypertables")
 [ "$hyper" = "bars,quotes,signals" ] || { echo "expected hypertables bars,quotes,signals, got: $hyper" >&2; exit 1; }
 jobs=$(q "SELECT string_agg(hypertable_name || ':' || proc_name, ',' ORDER BY hypertable_name, proc_name) FROM timescaledb_information.jobs WHERE hypertable_name IS NOT NULL")
