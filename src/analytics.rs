@@ -99,12 +99,13 @@ pub fn recompute(
     write: bool,
 ) -> anyhow::Result<Report> {
     let mut lake = Lake::new(lake_root);
-    let m1 = crate::batch::bars(lake_root, Interval::M1).context("reading 1m bars")?;
+    let lake_m1 = crate::batch::LakeM1::read(lake_root).context("reading 1m bars")?;
+    let m1 = lake_m1.bars()?;
     let mut report = Report::default();
     let mut bars_by_interval: BTreeMap<Interval, Vec<Bar>> = BTreeMap::new();
     bars_by_interval.insert(Interval::M1, m1.clone());
     for &iv in rollups.iter().filter(|i| **i != Interval::M1) {
-        let mut want = crate::batch::rollups(lake_root, iv)?;
+        let mut want = lake_m1.rollup(iv)?;
         want.sort_by(|a, b| {
             (a.bucket_start, a.venue, &a.symbol).cmp(&(b.bucket_start, b.venue, &b.symbol))
         });

@@ -206,60 +206,76 @@ fn to_bars(df: &DataFrame, interval: Interval) -> anyhow::Result<Vec<Bar>> {
     Ok(out)
 }
 
-/// The lake's bars of `interval` (latest revisions), sorted by series and time.
-pub fn bars(lake_root: &Path, interval: Interval) -> anyhow::Result<Vec<Bar>> {
-    let Some(lf) = scan_bars(lake_root, interval)? else {
-        return Ok(Vec::new());
-    };
-    let df = pl(
-        lf.sort(["venue", "symbol", "start"], Default::default())
-            .collect(),
-        || "reading bars".into(),
-    )?;
-    to_bars(&df, interval)
-}
+/// The lake's 1m bars (latest revisions), read once, sorted by series and time: the
+/// input of every rollup of a recomputation.
+pub struct LakeM1(Option<DataFrame>);
 
-/// `target` bars rolled up from the lake's 1m bars: open of the earliest child, close of
-/// the latest, high and low, sums of volume, notional and trades, the revisions summed.
-/// Gap-filled children count only in buckets without a real one. Sorted by series, time.
-pub fn rollups(lake_root: &Path, target: Interval) -> anyhow::Result<Vec<Bar>> {
-    let Some(m1) = scan_bars(lake_root, Interval::M1)? else {
-        return Ok(Vec::new());
-    };
-    let n = target.nanos();
-    let group = [col("venue"), col("symbol"), col("bucket")];
-    let df = pl(
-        m1.with_column((col("start") - col("start") % lit(n)).alias("bucket"))
-            .with_column(
-                pl(col("filled").not().any(true).over(group.clone()), || {
-                    "window".into()
-                })?
-                .alias("has_real"),
-            )
-            .filter(col("filled").not().or(col("has_real").not()))
-            .group_by(group)
-            .agg([
-                col("open")
-                    .sort_by([col("start")], Default::default())
-                    .first(),
-                col("high").max(),
-                col("low").min(),
-                col("close")
-                    .sort_by([col("start")], Default::default())
-                    .last(),
-                col("volume").sum(),
-                col("notional").sum(),
-                col("trade_count").cast(DataType::Int64).sum(),
-                col("revision").cast(DataType::Int64).sum(),
-                col("ev").max(),
-                col("ing").max(),
-            ])
-            .rename(["bucket"], ["start"], true)
-            .sort(["venue", "symbol", "start"], Default::default())
-            .collect(),
-        || format!("rolling 1m bars up to {target}"),
-    )?;
-    to_bars(&df, target)
+impl LakeM1 {
+    pub fn read(lake_root: &Path) -> anyhow::Result<Self> {
+        let Some(lf) = scan_bars(lake_root, Interval::M1)? else {
+            return Ok(LakeM1(None));
+        };
+        let df = pl(
+            lf.sort(["venue", "symbol", "start"], Default::default())
+                .collect(),
+            || "reading 1m bars".into(),
+        )?;
+        Ok(LakeM1(Some(df)))
+    }
+
+    /// The 1m bars themselves.
+    pub fn bars(&self) -> anyhow::Result<Vec<Bar>> {
+        match &self.0 {
+            Some(df) => to_bars(df, Interval::M1),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// `target` bars rolled up from the 1m bars: open of the earliest child, close of the
+    /// latest, high and low, sums of volume, notional and trades, the revisions summed.
+    /// Gap-filled children count only in buckets without a real one. Sorted by series,
+    /// time.
+    pub fn rollup(&self, target: Interval) -> anyhow::Result<Vec<Bar>> {
+        let Some(m1) = &self.0 else {
+            return Ok(Vec::new());
+        };
+        let n = target.nanos();
+        let group = [col("venue"), col("symbol"), col("bucket")];
+        let df = pl(
+            m1.clone()
+                .lazy()
+                .with_column((col("start") - col("start") % lit(n)).alias("bucket"))
+                .with_column(
+                    pl(col("filled").not().any(true).over(group.clone()), || {
+                        "window".into()
+                    })?
+                    .alias("has_real"),
+                )
+                .filter(col("filled").not().or(col("has_real").not()))
+                .group_by(group)
+                .agg([
+                    col("open")
+                        .sort_by([col("start")], Default::default())
+                        .first(),
+                    col("high").max(),
+                    col("low").min(),
+                    col("close")
+                        .sort_by([col("start")], Default::default())
+                        .last(),
+                    col("volume").sum(),
+                    col("notional").sum(),
+                    col("trade_count").cast(DataType::Int64).sum(),
+                    col("revision").cast(DataType::Int64).sum(),
+                    col("ev").max(),
+                    col("ing").max(),
+                ])
+                .rename(["bucket"], ["start"], true)
+                .sort(["venue", "symbol", "start"], Default::default())
+                .collect(),
+            || format!("rolling 1m bars up to {target}"),
+        )?;
+        to_bars(&df, target)
+    }
 }
 
 #[cfg(test)]
@@ -379,12 +395,13 @@ mod tests {
             lake.write_bars(&stale).unwrap();
             lake.write_bars(&m1).unwrap();
             assert!(m1.iter().any(Bar::is_filled) && m1.iter().any(|b| b.revision > 0));
+            let lake_m1 = LakeM1::read(dir.path()).unwrap();
             for iv in [Interval::M5, Interval::M15, Interval::H1, Interval::D1] {
-                let got = rollups(dir.path(), iv).unwrap();
+                let got = lake_m1.rollup(iv).unwrap();
                 let want = sorted(rollup(&m1, iv));
                 assert_same_rollups(&got, &want, &format!("seed {seed} {iv}"));
             }
-            assert_eq!(bars(dir.path(), Interval::M1).unwrap(), sorted(m1.clone()));
+            assert_eq!(lake_m1.bars().unwrap(), sorted(m1.clone()));
         }
     }
 
@@ -429,8 +446,9 @@ mod tests {
         assert_eq!(m1.len(), 3 * 1440);
         let dir = tempfile::tempdir().unwrap();
         Lake::new(dir.path()).write_bars(&m1).unwrap();
+        let lake_m1 = LakeM1::read(dir.path()).unwrap();
         for iv in [Interval::M5, Interval::M15, Interval::H1, Interval::D1] {
-            let got = rollups(dir.path(), iv).unwrap();
+            let got = lake_m1.rollup(iv).unwrap();
             assert_same_rollups(&got, &sorted(rollup(&m1, iv)), &format!("klines {iv}"));
         }
     }
@@ -466,7 +484,8 @@ mod tests {
     #[test]
     fn an_empty_lake_gives_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(rollups(dir.path(), Interval::H1).unwrap().is_empty());
+        let m1 = LakeM1::read(dir.path()).unwrap();
+        assert!(m1.rollup(Interval::H1).unwrap().is_empty() && m1.bars().unwrap().is_empty());
         assert!(seasonality(dir.path(), Interval::H1).unwrap().is_empty());
     }
 }

@@ -939,6 +939,29 @@ impl KafkaFigures {
     }
 }
 
+/// Sends every batch with `send`, 16 batches in flight; returns the seconds it took.
+async fn timed_in_flight<B, F, Fut, E>(batches: Vec<B>, send: F) -> anyhow::Result<f64>
+where
+    F: Fn(B) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let t = Instant::now();
+    let mut inflight = tokio::task::JoinSet::new();
+    for batch in batches {
+        inflight.spawn(send(batch));
+        while inflight.len() >= 16 {
+            if let Some(r) = inflight.join_next().await {
+                r??;
+            }
+        }
+    }
+    while let Some(r) = inflight.join_next().await {
+        r??;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
 /// The Kafka scenario (see the module docs). Topics and groups are fresh for each run.
 async fn kafka_scenario(cfg: &Config, args: &BenchArgs) -> anyhow::Result<KafkaFigures> {
     use rdkafka::consumer::Consumer;
@@ -987,21 +1010,12 @@ async fn kafka_scenario(cfg: &Config, args: &BenchArgs) -> anyhow::Result<KafkaF
         .map(|m| m.payload.len() as u64)
         .sum();
     let producer = pricestream_kafka::Producer::new(&raw)?;
-    let t = Instant::now();
-    let mut inflight = tokio::task::JoinSet::new();
-    for batch in messages {
-        let (p, topic) = (producer.clone(), raw.topics.quotes.clone());
-        inflight.spawn(async move { p.send_all(&topic, &batch).await });
-        while inflight.len() >= 16 {
-            if let Some(r) = inflight.join_next().await {
-                r??;
-            }
-        }
-    }
-    while let Some(r) = inflight.join_next().await {
-        r??;
-    }
-    let broker_produce = t.elapsed().as_secs_f64();
+    let topic = raw.topics.quotes.clone();
+    let broker_produce = timed_in_flight(messages, |batch| {
+        let (p, topic) = (producer.clone(), topic.clone());
+        async move { p.send_all(&topic, &batch).await }
+    })
+    .await?;
     let n = args.kafka_quotes;
     let broker_consume = tokio::task::spawn_blocking(move || -> anyhow::Result<f64> {
         let consumer = pricestream_kafka::consumer(&raw)?;
@@ -1028,21 +1042,11 @@ async fn kafka_scenario(cfg: &Config, args: &BenchArgs) -> anyhow::Result<KafkaF
 
     // 2. PriceStream: publish as `ingest` does, then `process --exit-at-end` in a child
     let (_producer, publisher) = crate::kafka::quote_publisher(&cfg).await?;
-    let t = Instant::now();
-    let mut inflight = tokio::task::JoinSet::new();
-    for batch in stream {
+    let publish = timed_in_flight(stream, |batch| {
         let p = Arc::clone(&publisher);
-        inflight.spawn(async move { p.publish(batch).await });
-        while inflight.len() >= 16 {
-            if let Some(r) = inflight.join_next().await {
-                r??;
-            }
-        }
-    }
-    while let Some(r) = inflight.join_next().await {
-        r??;
-    }
-    let publish = t.elapsed().as_secs_f64();
+        async move { p.publish(batch).await }
+    })
+    .await?;
     let dir = std::env::temp_dir().join(format!("pricestream-bench-{}-kafka", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut child_cfg = cfg.clone();

@@ -231,9 +231,21 @@ async fn rollups_and_signals_equal_batch_recomputation() {
         .take(60_000)
         .collect();
     let r = run_pipeline(&quotes, 2).await;
+    assert_rollups_equal_batch(
+        &r,
+        &[Interval::M5, Interval::M15, Interval::H1, Interval::D1],
+    );
+    assert_signals_equal_batch(&r, &syms);
+}
+
+/// The run's rollups equal `analytics::rollup` over its final 1m bars.
+fn assert_rollups_equal_batch(r: &Run, intervals: &[Interval]) {
     let m1: Vec<Bar> = r.m1.values().cloned().collect();
-    for iv in [Interval::M5, Interval::M15, Interval::H1, Interval::D1] {
-        let want = rollup(&m1, iv);
+    for &iv in intervals {
+        let mut want = rollup(&m1, iv);
+        want.sort_by(|a, b| {
+            (a.symbol.as_str(), a.bucket_start).cmp(&(b.symbol.as_str(), b.bucket_start))
+        });
         let got: Vec<&Bar> = r
             .bars
             .iter()
@@ -241,21 +253,22 @@ async fn rollups_and_signals_equal_batch_recomputation() {
             .map(|(_, b)| b)
             .collect();
         assert_eq!(got.len(), want.len(), "{iv}");
-        let mut want = want;
-        want.sort_by(|a, b| {
-            (a.symbol.as_str(), a.bucket_start).cmp(&(b.symbol.as_str(), b.bucket_start))
-        });
         for (g, w) in got.iter().zip(&want) {
             assert_eq!(
                 (g.open, g.high, g.low, g.close, g.trade_count),
                 (w.open, w.high, w.low, w.close, w.trade_count),
-                "{iv} {:?}",
+                "{iv} {}",
+                g.bucket_start
+            );
+            assert_eq!(
+                (g.revision, g.ts_event),
+                (w.revision, w.ts_event),
+                "{iv} {}",
                 g.bucket_start
             );
             assert!((g.volume - w.volume).abs() <= 1e-9 * w.volume.max(1.0));
         }
     }
-    assert_signals_equal_batch(&r, &syms);
 }
 
 /// The run's signals equal the batch signal rules over its final bars, series by series.
@@ -382,44 +395,7 @@ async fn gaps_are_filled_with_the_last_close() {
     }
 
     // rollups of the filled series: fills count only where a bucket has no real bar
-    let m1: Vec<Bar> = one.m1.values().cloned().collect();
-    for iv in [Interval::M5, Interval::M15, Interval::H1] {
-        let mut want = rollup(&m1, iv);
-        want.sort_by(|a, b| {
-            (a.symbol.as_str(), a.bucket_start).cmp(&(b.symbol.as_str(), b.bucket_start))
-        });
-        let got: Vec<&Bar> = one
-            .bars
-            .iter()
-            .filter(|(k, _)| k.0 == iv)
-            .map(|(_, b)| b)
-            .collect();
-        assert_eq!(got.len(), want.len(), "{iv}");
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(
-                (
-                    g.open,
-                    g.high,
-                    g.low,
-                    g.close,
-                    g.trade_count,
-                    g.revision,
-                    g.ts_event
-                ),
-                (
-                    w.open,
-                    w.high,
-                    w.low,
-                    w.close,
-                    w.trade_count,
-                    w.revision,
-                    w.ts_event
-                ),
-                "{iv} {}",
-                g.bucket_start
-            );
-        }
-    }
+    assert_rollups_equal_batch(&one, &[Interval::M5, Interval::M15, Interval::H1]);
     // ETH 10:10–10:15 and 10:15–10:20 were all fills: the 5m bars are fills too
     let five = &one.bars[&(Interval::M5, "ETH-USDT".to_string(), START + 15 * MIN)];
     assert!(five.is_filled() && five.volume == 0.0, "{five:?}");
