@@ -45,15 +45,26 @@ free_port() {
 }
 
 SERVER_PID=""
+# Starts the server and waits until it answers a query: up to 90 s, then once more from
+# scratch (its start loads a WASM build of PostgreSQL, normally in about 4 s); a server
+# that never answers fails the check with its log.
 start_server() {
-  PORT=$(free_port)
-  (cd "$CACHE" && exec node timescale-server.mjs "$PORT") >"$CACHE/server.log" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 1 60); do
-    PGPASSWORD=postgres psql -q "postgres://postgres@127.0.0.1:$PORT/postgres?sslmode=disable" -c 'SELECT 1' >/dev/null 2>&1 && break
-    sleep 0.5
+  local attempt
+  for attempt in 1 2; do
+    PORT=$(free_port)
+    (cd "$CACHE" && exec node timescale-server.mjs "$PORT") >"$CACHE/server.log" 2>&1 &
+    SERVER_PID=$!
+    URL="postgres://postgres:postgres@127.0.0.1:$PORT/postgres?sslmode=disable"
+    for _ in $(seq 1 180); do
+      PGPASSWORD=postgres psql -q "$URL" -c 'SELECT 1' >/dev/null 2>&1 && return 0
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.5
+    done
+    echo "the PGlite server (attempt $attempt) did not answer on port $PORT; its log:" >&2
+    cat "$CACHE/server.log" >&2
+    stop_server
   done
-  URL="postgres://postgres:postgres@127.0.0.1:$PORT/postgres?sslmode=disable"
+  exit 1
 }
 stop_server() {
   [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
