@@ -9,6 +9,8 @@ pub const BARS_FILLED: &str = "pricestream_pipeline_bars_filled_total";
 pub const WATERMARK_LAG: &str = "pricestream_pipeline_watermark_lag_seconds";
 pub const WATERMARK: &str = "pricestream_pipeline_watermark_timestamp_seconds";
 pub const SINK_BATCH_ROWS: &str = "pricestream_sink_batch_rows";
+/// Worker batches written together in one round of the sink.
+pub const SINK_ROUND_BATCHES: &str = "pricestream_sink_round_batches";
 pub const SINK_WRITE_SECONDS: &str = "pricestream_sink_write_duration_seconds";
 pub const SINK_ROWS_WRITTEN: &str = "pricestream_sink_rows_written_total";
 pub const SINK_RETRIES: &str = "pricestream_sink_retries_total";
@@ -115,6 +117,11 @@ pub fn describe() {
         "The pipeline's event-time watermark as a Unix timestamp"
     );
     describe_histogram!(SINK_BATCH_ROWS, Unit::Count, "Rows per sink batch, by sink");
+    describe_histogram!(
+        SINK_ROUND_BATCHES,
+        Unit::Count,
+        "Worker batches the sink wrote together in one round"
+    );
     describe_histogram!(
         SINK_WRITE_SECONDS,
         Unit::Seconds,

@@ -164,7 +164,173 @@ pub async fn run_sink(
     run_sink_with(rx, store, lake, opts, live, SinkHooks::default()).await
 }
 
+/// At most this many batches are written in one round of the sink.
+const ROUND_MAX_BATCHES: usize = 256;
+/// A round stops taking waiting batches once it holds this many rows.
+const ROUND_MAX_ROWS: usize = 250_000;
+
+/// The batches the sink writes together: everything the workers sent while the previous
+/// round was being written, in arrival order.
+#[derive(Default)]
+struct Round {
+    batches: u64,
+    bars: Vec<Bar>,
+    signals: Vec<Signal>,
+    quotes: Vec<Quote>,
+    dead: Vec<DeadLetter>,
+    alerts: Vec<pricestream_schemas::AlertEvent>,
+    /// Each batch's (worker, frontier), applied once the whole round is durable.
+    frontiers: Vec<(usize, Option<u64>)>,
+    /// Each batch's window-close time and number of bars (for the latency histogram).
+    emitted: Vec<(Instant, usize)>,
+}
+
+impl Round {
+    fn add(&mut self, mut b: SinkBatch) {
+        self.batches += 1;
+        if let (Some(at), false) = (b.emitted_at, b.bars.is_empty()) {
+            self.emitted.push((at, b.bars.len()));
+        }
+        append(&mut self.bars, &mut b.bars);
+        append(&mut self.signals, &mut b.signals);
+        append(&mut self.quotes, &mut b.quotes);
+        append(&mut self.dead, &mut b.dead);
+        append(&mut self.alerts, &mut b.alerts);
+        self.frontiers.push((b.worker, b.frontier));
+    }
+
+    fn rows(&self) -> usize {
+        self.bars.len() + self.signals.len() + self.quotes.len() + self.dead.len()
+    }
+
+    fn record_latency(&self, sink: &'static str) {
+        for (at, bars) in &self.emitted {
+            record_latency(sink, *bars, Some(*at));
+        }
+    }
+}
+
+/// Moves `from` to the end of `to` (without a copy when `to` is empty).
+fn append<T>(to: &mut Vec<T>, from: &mut Vec<T>) {
+    if to.is_empty() {
+        std::mem::swap(to, from);
+    } else {
+        to.append(from);
+    }
+}
+
+/// Waits for a batch, then takes every batch already waiting (up to the round's limits).
+async fn next_round(rx: &mut mpsc::Receiver<SinkBatch>) -> Option<Round> {
+    let mut round = Round::default();
+    round.add(rx.recv().await?);
+    while (round.batches as usize) < ROUND_MAX_BATCHES && round.rows() < ROUND_MAX_ROWS {
+        match rx.try_recv() {
+            Ok(b) => round.add(b),
+            Err(_) => break,
+        }
+    }
+    metrics::histogram!(m::SINK_ROUND_BATCHES).record(round.batches as f64);
+    Some(round)
+}
+
+/// Bars, signals and dead letters to the store, one after the other.
+async fn store_round(
+    store: &Arc<dyn Store>,
+    bars: &Arc<Vec<Bar>>,
+    signals: &Arc<Vec<Signal>>,
+    dead: &Arc<Vec<DeadLetter>>,
+    round: &Round,
+) -> Result<()> {
+    if !bars.is_empty() {
+        write_store("store", store, bars, |s, b| async move {
+            s.upsert_bars(&b).await
+        })
+        .await?;
+        round.record_latency("store");
+    }
+    if !signals.is_empty() {
+        write_store("store_signals", store, signals, |s, x| async move {
+            s.upsert_signals(&x).await
+        })
+        .await?;
+    }
+    if !dead.is_empty() {
+        write_store("dlq", store, dead, |s, d| async move {
+            s.insert_dead_letters(&d).await
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Bars and signals to the lake.
+async fn lake_round(
+    lake: &mut Option<Lake>,
+    bars: &Arc<Vec<Bar>>,
+    signals: &Arc<Vec<Signal>>,
+    round: &Round,
+) -> Result<()> {
+    if !bars.is_empty() {
+        let started = Instant::now();
+        let for_lake = Arc::clone(bars);
+        if with_lake(lake, move |l| l.write_bars(&for_lake))
+            .await?
+            .is_some()
+        {
+            record("lake", bars.len(), started);
+            round.record_latency("lake");
+        }
+    }
+    if !signals.is_empty() {
+        let started = Instant::now();
+        let for_lake = Arc::clone(signals);
+        if with_lake(lake, move |l| l.write_signals(&for_lake))
+            .await?
+            .is_some()
+        {
+            record("lake_signals", signals.len(), started);
+        }
+    }
+    Ok(())
+}
+
+/// Bars, signals and dead letters to the result topics, all at once.
+async fn publish_round(
+    publisher: Option<&Arc<dyn ResultPublisher>>,
+    bars: &[Bar],
+    signals: &[Signal],
+    dead: &[DeadLetter],
+) -> Result<()> {
+    let Some(p) = publisher else { return Ok(()) };
+    let bars = async {
+        if bars.is_empty() {
+            return Ok(());
+        }
+        publish_results("publish_bars", || p.bars(bars)).await
+    };
+    let signals = async {
+        if signals.is_empty() {
+            return Ok(());
+        }
+        publish_results("publish_signals", || p.signals(signals)).await
+    };
+    let dead = async {
+        if dead.is_empty() {
+            return Ok(());
+        }
+        publish_results("publish_dlq", || p.dead_letters(dead)).await
+    };
+    tokio::try_join!(bars, signals, dead)?;
+    Ok(())
+}
+
 /// [`run_sink`] with a result publisher, a durability callback and an abort flag.
+///
+/// The sink works in rounds: it takes every batch waiting in its channel, writes their
+/// rows to the store, the lake and the result topics at the same time (one transaction,
+/// one lake write and one produce per kind of row), and only then counts the batches'
+/// frontiers as durable. A slow round lets the next one grow instead of costing one
+/// round trip per batch.
 pub async fn run_sink_with(
     mut rx: mpsc::Receiver<SinkBatch>,
     store: Arc<dyn Store>,
@@ -178,24 +344,25 @@ pub async fn run_sink_with(
     let mut compacted_before = i64::MIN;
     let mut newest_bar_end = i64::MIN;
     let mut quote_hours: BTreeMap<i64, Vec<Quote>> = BTreeMap::new();
-    while let Some(batch) = rx.recv().await {
-        stats.batches += 1;
-        stats.quotes += batch.quotes.len() as u64;
-        if !batch.quotes.is_empty() && opts.store_quotes {
-            let quotes = Arc::new(batch.quotes.clone());
+    while let Some(mut round) = next_round(&mut rx).await {
+        stats.batches += round.batches;
+        stats.quotes += round.quotes.len() as u64;
+        let quotes = std::mem::take(&mut round.quotes);
+        if !quotes.is_empty() && opts.store_quotes {
+            let quotes = Arc::new(quotes.clone());
             write_store("store_quotes", &store, &quotes, |s, q| async move {
                 s.insert_quotes(&q).await
             })
             .await?;
         }
-        publish(live.as_ref(), &batch.quotes, LiveEvent::Quote);
-        for q in batch.quotes {
+        publish(live.as_ref(), &quotes, LiveEvent::Quote);
+        for q in quotes {
             quote_hours
                 .entry(q.ts_event - q.ts_event.rem_euclid(HOUR_NS))
                 .or_default()
                 .push(q);
         }
-        if let Some(end) = batch
+        if let Some(end) = round
             .bars
             .iter()
             .filter(|b| b.interval == pricestream_schemas::Interval::M1)
@@ -204,75 +371,37 @@ pub async fn run_sink_with(
         {
             newest_bar_end = newest_bar_end.max(end);
         }
-        if !batch.bars.is_empty() {
-            let bars = Arc::new(batch.bars);
-            write_store("store", &store, &bars, |s, b| async move {
-                s.upsert_bars(&b).await
-            })
-            .await?;
-            record_latency("store", bars.len(), batch.emitted_at);
-            let started = Instant::now();
-            let for_lake = Arc::clone(&bars);
-            if with_lake(&mut lake, move |l| l.write_bars(&for_lake))
-                .await?
-                .is_some()
-            {
-                record("lake", bars.len(), started);
-                record_latency("lake", bars.len(), batch.emitted_at);
-            }
-            if let Some(p) = &hooks.publisher {
-                publish_results("publish_bars", || p.bars(&bars)).await?;
-            }
-            publish(live.as_ref(), &bars, LiveEvent::Bar);
-            stats.bars += bars.len() as u64;
+        for d in &round.dead {
+            metrics::counter!(m::DEAD_LETTERS, "reason" => m::reason_label(&d.reason)).increment(1);
         }
-        if !batch.signals.is_empty() {
-            let signals = Arc::new(batch.signals);
-            write_store("store_signals", &store, &signals, |s, x| async move {
-                s.upsert_signals(&x).await
-            })
-            .await?;
-            let started = Instant::now();
-            let for_lake = Arc::clone(&signals);
-            if with_lake(&mut lake, move |l| l.write_signals(&for_lake))
-                .await?
-                .is_some()
-            {
-                record("lake_signals", signals.len(), started);
-            }
-            if let Some(p) = &hooks.publisher {
-                publish_results("publish_signals", || p.signals(&signals)).await?;
-            }
-            publish(live.as_ref(), &signals, LiveEvent::Signal);
-            stats.signals += signals.len() as u64;
-        }
-        if !batch.dead.is_empty() {
-            for d in &batch.dead {
-                metrics::counter!(m::DEAD_LETTERS, "reason" => m::reason_label(&d.reason))
-                    .increment(1);
-            }
-            let dead = Arc::new(batch.dead);
-            write_store("dlq", &store, &dead, |s, d| async move {
-                s.insert_dead_letters(&d).await
-            })
-            .await?;
-            if let Some(p) = &hooks.publisher {
-                publish_results("publish_dlq", || p.dead_letters(&dead)).await?;
-            }
-            stats.dead_letters += dead.len() as u64;
-        }
-        if !batch.alerts.is_empty() {
-            // every trigger of the batch, replays included (consumers key on alert id +
+        let bars = Arc::new(std::mem::take(&mut round.bars));
+        let signals = Arc::new(std::mem::take(&mut round.signals));
+        let dead = Arc::new(std::mem::take(&mut round.dead));
+        tokio::try_join!(
+            store_round(&store, &bars, &signals, &dead, &round),
+            lake_round(&mut lake, &bars, &signals, &round),
+            publish_round(hooks.publisher.as_ref(), &bars, &signals, &dead),
+        )?;
+        publish(live.as_ref(), &bars, LiveEvent::Bar);
+        publish(live.as_ref(), &signals, LiveEvent::Signal);
+        stats.bars += bars.len() as u64;
+        stats.signals += signals.len() as u64;
+        stats.dead_letters += dead.len() as u64;
+        let alerts = std::mem::take(&mut round.alerts);
+        if !alerts.is_empty() {
+            // every trigger of the round, replays included (consumers key on alert id +
             // time): a crash between the store and the topic must not lose one
             if let Some(p) = &hooks.publisher {
-                publish_results("publish_alerts", || p.alerts(&batch.alerts)).await?;
+                publish_results("publish_alerts", || p.alerts(&alerts)).await?;
             }
-            let fresh = record_alerts(&store, batch.alerts).await?;
+            let fresh = record_alerts(&store, alerts).await?;
             metrics::counter!(m::ALERT_TRIGGERS).increment(fresh.len() as u64);
             stats.alerts += fresh.len() as u64;
             publish(live.as_ref(), &fresh, LiveEvent::Alert);
         }
-        stats.frontiers.insert(batch.worker, batch.frontier);
+        for (worker, frontier) in round.frontiers {
+            stats.frontiers.insert(worker, frontier);
+        }
         // The sink's watermark: the least frontier of all workers; once every input is
         // closed, the newest bar stands in for it.
         let mut wm: Option<i64> = None;
@@ -395,5 +524,141 @@ fn record_latency(sink: &'static str, bars: usize, emitted_at: Option<Instant>) 
     if let Some(at) = emitted_at {
         metrics::histogram!(m::BAR_SINK_LATENCY, "sink" => sink)
             .record_many(at.elapsed().as_secs_f64(), bars);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use pricestream_schemas::{AlertEvent, Interval, Symbol, Venue};
+    use pricestream_store::BarQuery;
+
+    use super::*;
+
+    const MIN: i64 = 60_000_000_000;
+
+    fn bar(symbol: &str, minute: i64, close: f64, revision: u32) -> Bar {
+        let start = minute * MIN;
+        Bar {
+            venue: Venue::Binance,
+            symbol: Symbol::new(symbol).unwrap(),
+            interval: Interval::M1,
+            bucket_start: start,
+            open: close,
+            high: close,
+            low: close,
+            close,
+            volume: 1.0,
+            notional: close,
+            vwap: close,
+            trade_count: 1,
+            revision,
+            ts_event: start + 1,
+            ts_ingest: start + 2,
+        }
+    }
+
+    /// Remembers every publish call.
+    #[derive(Default)]
+    struct Calls(Mutex<Vec<(&'static str, usize)>>);
+
+    #[async_trait::async_trait]
+    impl ResultPublisher for Calls {
+        async fn bars(&self, bars: &[Bar]) -> std::result::Result<(), String> {
+            self.0.lock().unwrap().push(("bars", bars.len()));
+            Ok(())
+        }
+        async fn signals(&self, s: &[Signal]) -> std::result::Result<(), String> {
+            self.0.lock().unwrap().push(("signals", s.len()));
+            Ok(())
+        }
+        async fn dead_letters(&self, d: &[DeadLetter]) -> std::result::Result<(), String> {
+            self.0.lock().unwrap().push(("dlq", d.len()));
+            Ok(())
+        }
+        async fn alerts(&self, a: &[AlertEvent]) -> std::result::Result<(), String> {
+            self.0.lock().unwrap().push(("alerts", a.len()));
+            Ok(())
+        }
+    }
+
+    /// Batches waiting together are written in one round, in order (a later revision of
+    /// a bar wins), and their frontiers count only once the round is durable.
+    #[tokio::test]
+    async fn waiting_batches_are_written_in_one_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = pricestream_store::open(&url, 2).await.unwrap();
+        store.migrate().await.unwrap();
+        let calls = Arc::new(Calls::default());
+        let durable = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&durable);
+        let hooks = SinkHooks {
+            publisher: Some(calls.clone() as Arc<dyn ResultPublisher>),
+            on_durable: Some(Arc::new(move |wm| seen.lock().unwrap().push(wm))),
+            aborted: None,
+        };
+        let (tx, rx) = mpsc::channel(16);
+        let batch = |worker, frontier: u64, bars| SinkBatch {
+            worker,
+            frontier: Some(frontier),
+            bars,
+            emitted_at: Some(Instant::now()),
+            ..Default::default()
+        };
+        tx.send(batch(0, 2 * MIN as u64, vec![bar("BTC-USDT", 0, 10.0, 0)]))
+            .await
+            .unwrap();
+        tx.send(batch(1, MIN as u64, vec![bar("ETH-USDT", 0, 5.0, 0)]))
+            .await
+            .unwrap();
+        tx.send(batch(0, 3 * MIN as u64, vec![bar("BTC-USDT", 0, 11.0, 1)]))
+            .await
+            .unwrap();
+        // the sink starts only now: all three are waiting
+        let opts = SinkOptions {
+            workers: 2,
+            allowed_lateness_ns: 0,
+            store_quotes: false,
+        };
+        let sink = tokio::spawn(run_sink_with(
+            rx,
+            Arc::clone(&store),
+            None,
+            opts,
+            None,
+            hooks,
+        ));
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while durable.lock().unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the round became durable");
+        drop(tx);
+        let stats = sink.await.unwrap().unwrap();
+        assert_eq!(stats.batches, 3);
+        assert_eq!(stats.bars, 3);
+        assert_eq!(
+            *calls.0.lock().unwrap(),
+            vec![("bars", 3)],
+            "one publish for the round"
+        );
+        // worker 1's frontier holds the watermark back, after the whole round
+        assert_eq!(*durable.lock().unwrap(), vec![MIN as u64]);
+        let q = |s: &str| BarQuery {
+            venue: None,
+            symbol: Symbol::new(s).unwrap(),
+            interval: Interval::M1,
+            from: 0,
+            to: 10 * MIN,
+            limit: 10,
+            tail: false,
+        };
+        let btc = store.query_bars(&q("BTC-USDT")).await.unwrap();
+        assert_eq!((btc.len(), btc[0].close, btc[0].revision), (1, 11.0, 1));
+        assert_eq!(store.query_bars(&q("ETH-USDT")).await.unwrap().len(), 1);
     }
 }

@@ -331,6 +331,27 @@ pub enum AttemptNext {
     Dead,
 }
 
+/// One finished attempt of a claimed delivery, to be recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct FinishedAttempt<'a> {
+    pub claim: &'a ClaimedDelivery,
+    pub attempt: &'a DeliveryAttempt,
+    pub next: AttemptNext,
+    /// When the attempt ended.
+    pub now: TimestampNs,
+}
+
+impl FinishedAttempt<'_> {
+    /// The delivery's new state, next attempt time and delivery time.
+    pub fn transition(&self) -> (DeliveryState, TimestampNs, Option<TimestampNs>) {
+        match self.next {
+            AttemptNext::Delivered => (DeliveryState::Delivered, self.now, Some(self.now)),
+            AttemptNext::Retry { at } => (DeliveryState::Pending, at, None),
+            AttemptNext::Dead => (DeliveryState::Dead, self.now, None),
+        }
+    }
+}
+
 /// The result of asking for a dead delivery to be retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequeueOutcome {
@@ -380,15 +401,26 @@ pub trait AlertStore: Send + Sync {
         lease_ns: i64,
         claim: &str,
     ) -> Result<Vec<ClaimedDelivery>>;
-    /// Records an attempt of a claimed delivery and moves it on; `false` (nothing written)
-    /// when the claim was lost.
+    /// Records attempts of claimed deliveries and moves each on, all in one transaction;
+    /// per attempt, `false` (nothing written for it) when its claim was lost.
+    async fn finish_delivery_attempts(&self, done: &[FinishedAttempt<'_>]) -> Result<Vec<bool>>;
+    /// Records one attempt of a claimed delivery and moves it on; `false` (nothing
+    /// written) when the claim was lost.
     async fn finish_delivery_attempt(
         &self,
         claim: &ClaimedDelivery,
         attempt: &DeliveryAttempt,
         next: AttemptNext,
         now: TimestampNs,
-    ) -> Result<bool>;
+    ) -> Result<bool> {
+        let done = [FinishedAttempt {
+            claim,
+            attempt,
+            next,
+            now,
+        }];
+        Ok(self.finish_delivery_attempts(&done).await?[0])
+    }
     /// The rule's deliveries, newest first, each with its attempts in order.
     async fn list_deliveries(
         &self,

@@ -8,8 +8,8 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use crate::alerts::{
-    idempotency_key, AlertRule, AlertStore, AttemptNext, ClaimedDelivery, Delivery,
-    DeliveryAttempt, DeliveryState, RequeueOutcome, RuleCondition, RulesVersion,
+    idempotency_key, AlertRule, AlertStore, ClaimedDelivery, Delivery, DeliveryAttempt,
+    DeliveryState, FinishedAttempt, RequeueOutcome, RuleCondition, RulesVersion,
 };
 use crate::postgres::PgStore;
 use crate::Result;
@@ -316,55 +316,54 @@ impl AlertStore for PgStore {
             .collect()
     }
 
-    async fn finish_delivery_attempt(
-        &self,
-        claim: &ClaimedDelivery,
-        attempt: &DeliveryAttempt,
-        next: AttemptNext,
-        now: TimestampNs,
-    ) -> Result<bool> {
-        let (state, next_at, delivered_at) = match next {
-            AttemptNext::Delivered => (DeliveryState::Delivered, now, Some(now)),
-            AttemptNext::Retry { at } => (DeliveryState::Pending, at, None),
-            AttemptNext::Dead => (DeliveryState::Dead, now, None),
-        };
-        let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE alert_deliveries SET state = $1, attempts = $2, next_attempt_at = $3,
-                last_error = $4, delivered_at = $5, claim = NULL, claimed_until = NULL,
-                updated_at = $6
-             WHERE id = $7 AND claim = $8 AND state = 'in_flight'",
-        )
-        .bind(state.as_str())
-        .bind(i32::try_from(attempt.attempt).unwrap_or(i32::MAX))
-        .bind(next_at)
-        .bind(&attempt.error)
-        .bind(delivered_at)
-        .bind(now)
-        .bind(&claim.delivery.id)
-        .bind(&claim.claim)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() != 1 {
-            tx.rollback().await?;
-            return Ok(false);
+    async fn finish_delivery_attempts(&self, done: &[FinishedAttempt<'_>]) -> Result<Vec<bool>> {
+        let mut recorded = Vec::with_capacity(done.len());
+        if done.is_empty() {
+            return Ok(recorded);
         }
-        sqlx::query(
-            "INSERT INTO alert_delivery_attempts (delivery_id, attempt, started_at, latency_us,
-                status, outcome, error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-        )
-        .bind(&attempt.delivery_id)
-        .bind(i32::try_from(attempt.attempt).unwrap_or(i32::MAX))
-        .bind(attempt.started_at)
-        .bind(attempt.latency_us)
-        .bind(attempt.status.map(i32::from))
-        .bind(&attempt.outcome)
-        .bind(&attempt.error)
-        .execute(&mut *tx)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        for f in done {
+            let (state, next_at, delivered_at) = f.transition();
+            let attempt = f.attempt;
+            let updated = sqlx::query(
+                "UPDATE alert_deliveries SET state = $1, attempts = $2, next_attempt_at = $3,
+                    last_error = $4, delivered_at = $5, claim = NULL, claimed_until = NULL,
+                    updated_at = $6
+                 WHERE id = $7 AND claim = $8 AND state = 'in_flight'",
+            )
+            .bind(state.as_str())
+            .bind(i32::try_from(attempt.attempt).unwrap_or(i32::MAX))
+            .bind(next_at)
+            .bind(&attempt.error)
+            .bind(delivered_at)
+            .bind(f.now)
+            .bind(&f.claim.delivery.id)
+            .bind(&f.claim.claim)
+            .execute(&mut *tx)
+            .await?;
+            // a lost claim: nothing is written for this attempt
+            if updated.rows_affected() != 1 {
+                recorded.push(false);
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO alert_delivery_attempts (delivery_id, attempt, started_at, latency_us,
+                    status, outcome, error)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            )
+            .bind(&attempt.delivery_id)
+            .bind(i32::try_from(attempt.attempt).unwrap_or(i32::MAX))
+            .bind(attempt.started_at)
+            .bind(attempt.latency_us)
+            .bind(attempt.status.map(i32::from))
+            .bind(&attempt.outcome)
+            .bind(&attempt.error)
+            .execute(&mut *tx)
+            .await?;
+            recorded.push(true);
+        }
         tx.commit().await?;
-        Ok(true)
+        Ok(recorded)
     }
 
     async fn list_deliveries(

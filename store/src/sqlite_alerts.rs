@@ -8,8 +8,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use crate::alerts::{
-    idempotency_key, AlertRule, AlertStore, AttemptNext, ClaimedDelivery, Delivery,
-    DeliveryAttempt, DeliveryState, RequeueOutcome, RuleCondition, RulesVersion,
+    idempotency_key, AlertRule, AlertStore, ClaimedDelivery, Delivery, DeliveryAttempt,
+    DeliveryState, FinishedAttempt, RequeueOutcome, RuleCondition, RulesVersion,
 };
 use crate::sqlite::SqliteStore;
 use crate::Result;
@@ -315,55 +315,54 @@ impl AlertStore for SqliteStore {
             .collect()
     }
 
-    async fn finish_delivery_attempt(
-        &self,
-        claim: &ClaimedDelivery,
-        attempt: &DeliveryAttempt,
-        next: AttemptNext,
-        now: TimestampNs,
-    ) -> Result<bool> {
-        let (state, next_at, delivered_at) = match next {
-            AttemptNext::Delivered => (DeliveryState::Delivered, now, Some(now)),
-            AttemptNext::Retry { at } => (DeliveryState::Pending, at, None),
-            AttemptNext::Dead => (DeliveryState::Dead, now, None),
-        };
-        let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE alert_deliveries SET state = ?, attempts = ?, next_attempt_at = ?,
-                last_error = ?, delivered_at = ?, claim = NULL, claimed_until = NULL,
-                updated_at = ?
-             WHERE id = ? AND claim = ? AND state = 'in_flight'",
-        )
-        .bind(state.as_str())
-        .bind(i64::from(attempt.attempt))
-        .bind(next_at)
-        .bind(&attempt.error)
-        .bind(delivered_at)
-        .bind(now)
-        .bind(&claim.delivery.id)
-        .bind(&claim.claim)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() != 1 {
-            tx.rollback().await?;
-            return Ok(false);
+    async fn finish_delivery_attempts(&self, done: &[FinishedAttempt<'_>]) -> Result<Vec<bool>> {
+        let mut recorded = Vec::with_capacity(done.len());
+        if done.is_empty() {
+            return Ok(recorded);
         }
-        sqlx::query(
-            "INSERT INTO alert_delivery_attempts (delivery_id, attempt, started_at, latency_us,
-                status, outcome, error)
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(&attempt.delivery_id)
-        .bind(i64::from(attempt.attempt))
-        .bind(attempt.started_at)
-        .bind(attempt.latency_us)
-        .bind(attempt.status.map(i64::from))
-        .bind(&attempt.outcome)
-        .bind(&attempt.error)
-        .execute(&mut *tx)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        for f in done {
+            let (state, next_at, delivered_at) = f.transition();
+            let attempt = f.attempt;
+            let updated = sqlx::query(
+                "UPDATE alert_deliveries SET state = ?, attempts = ?, next_attempt_at = ?,
+                    last_error = ?, delivered_at = ?, claim = NULL, claimed_until = NULL,
+                    updated_at = ?
+                 WHERE id = ? AND claim = ? AND state = 'in_flight'",
+            )
+            .bind(state.as_str())
+            .bind(i64::from(attempt.attempt))
+            .bind(next_at)
+            .bind(&attempt.error)
+            .bind(delivered_at)
+            .bind(f.now)
+            .bind(&f.claim.delivery.id)
+            .bind(&f.claim.claim)
+            .execute(&mut *tx)
+            .await?;
+            // a lost claim: nothing is written for this attempt
+            if updated.rows_affected() != 1 {
+                recorded.push(false);
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO alert_delivery_attempts (delivery_id, attempt, started_at, latency_us,
+                    status, outcome, error)
+                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(&attempt.delivery_id)
+            .bind(i64::from(attempt.attempt))
+            .bind(attempt.started_at)
+            .bind(attempt.latency_us)
+            .bind(attempt.status.map(i64::from))
+            .bind(&attempt.outcome)
+            .bind(&attempt.error)
+            .execute(&mut *tx)
+            .await?;
+            recorded.push(true);
+        }
         tx.commit().await?;
-        Ok(true)
+        Ok(recorded)
     }
 
     async fn list_deliveries(

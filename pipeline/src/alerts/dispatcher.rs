@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use pricestream_schemas::{Clock, SystemClock, TimestampNs, NANOS_PER_SEC};
-use pricestream_store::alerts::{AttemptNext, ClaimedDelivery, DeliveryAttempt};
+use pricestream_store::alerts::{AttemptNext, ClaimedDelivery, DeliveryAttempt, FinishedAttempt};
 use pricestream_store::Store;
 use rand::Rng;
 use sha2::Sha256;
@@ -212,8 +212,11 @@ impl Dispatcher {
         })
     }
 
-    /// Runs until `stop`: claims due deliveries and sends them, `concurrency` at a time.
-    /// Store errors are logged and retried; they never end the loop.
+    /// Runs until `stop`: claims due deliveries and sends up to `concurrency` at a time.
+    /// A slot is claimed again as soon as an attempt is recorded, and the attempts that
+    /// finished together are recorded in one transaction, so a burst of triggers does not
+    /// wait for one commit per delivery. Store errors are logged and retried; they never
+    /// end the loop. On `stop`, the attempts in flight are finished and recorded.
     pub async fn run(self, stop: CancellationToken) {
         let this = Arc::new(self);
         let mut wake = this.store.watch_deliveries();
@@ -221,58 +224,113 @@ impl Dispatcher {
         let lease_ns = i64::try_from(this.cfg.lease_ms)
             .unwrap_or(i64::MAX / 1_000_000)
             .saturating_mul(1_000_000);
+        let concurrency = this.cfg.concurrency as usize;
         tracing::info!(
             max_attempts = this.cfg.max_attempts,
+            concurrency,
             "webhook dispatcher started"
         );
+        let mut set: JoinSet<Finished> = JoinSet::new();
+        // whether the queue may hold due deliveries we have not claimed yet
+        let mut due = true;
         loop {
-            if stop.is_cancelled() {
-                break;
-            }
-            let claim = pricestream_schemas::ids::new_id();
-            let claimed = match this
-                .store
-                .claim_deliveries(this.clock.now_ns(), this.cfg.concurrency, lease_ns, &claim)
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claiming webhook deliveries failed");
-                    Vec::new()
-                }
-            };
-            let full = claimed.len() as u32 >= this.cfg.concurrency;
-            let mut set = JoinSet::new();
-            for d in claimed {
-                let this = Arc::clone(&this);
-                set.spawn(async move { this.attempt(d).await });
-            }
-            while let Some(r) = set.join_next().await {
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "webhook attempt task failed");
+            let free = concurrency.saturating_sub(set.len());
+            if due && free > 0 {
+                let claim = pricestream_schemas::ids::new_id();
+                let claimed = match this
+                    .store
+                    .claim_deliveries(this.clock.now_ns(), free as u32, lease_ns, &claim)
+                    .await
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claiming webhook deliveries failed");
+                        Vec::new()
+                    }
+                };
+                // a full claim means more may be waiting: claim again when a slot frees
+                due = claimed.len() >= free;
+                for d in claimed {
+                    let this = Arc::clone(&this);
+                    set.spawn(async move { this.attempt(d).await });
                 }
             }
-            if full {
-                continue;
-            }
+            let mut finished = Vec::new();
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(poll) => {}
-                r = wake.changed() => {
+                Some(r) = set.join_next(), if !set.is_empty() => {
+                    finished.push(r);
+                    while let Some(r) = set.try_join_next() {
+                        finished.push(r);
+                    }
+                }
+                _ = tokio::time::sleep(poll), if !due => due = true,
+                r = wake.changed(), if !due => {
                     if r.is_err() {
+                        // no more wake-ups: fall back to polling
                         tokio::select! {
                             _ = stop.cancelled() => break,
                             _ = tokio::time::sleep(poll) => {}
                         }
                     }
+                    due = true;
                 }
             }
+            this.record_finished(finished).await;
         }
+        let mut finished = Vec::new();
+        while let Some(r) = set.join_next().await {
+            finished.push(r);
+        }
+        this.record_finished(finished).await;
         tracing::info!("webhook dispatcher stopped");
     }
 
-    /// Sends one claimed delivery and records the attempt.
-    async fn attempt(&self, d: ClaimedDelivery) {
+    /// Records finished attempts in one transaction, retrying the store a few times before
+    /// giving up (the lease then hands the deliveries to a later claim).
+    async fn record_finished(&self, finished: Vec<Result<Finished, tokio::task::JoinError>>) {
+        let finished: Vec<Finished> = finished
+            .into_iter()
+            .filter_map(|r| {
+                r.map_err(|e| tracing::error!(error = %e, "webhook attempt task failed"))
+                    .ok()
+            })
+            .collect();
+        if finished.is_empty() {
+            return;
+        }
+        let done: Vec<FinishedAttempt<'_>> = finished
+            .iter()
+            .map(|f| FinishedAttempt {
+                claim: &f.delivery,
+                attempt: &f.attempt,
+                next: f.next,
+                now: f.now,
+            })
+            .collect();
+        let mut delay = Duration::from_millis(50);
+        for i in 0..5 {
+            match self.store.finish_delivery_attempts(&done).await {
+                Ok(recorded) => {
+                    for (f, ok) in finished.iter().zip(recorded) {
+                        f.recorded(ok);
+                    }
+                    return;
+                }
+                Err(e) if i < 4 => {
+                    tracing::warn!(error = %e, "recording webhook attempts failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, attempts = done.len(), "recording webhook attempts failed");
+                }
+            }
+        }
+    }
+
+    /// Sends one claimed delivery; the attempt is recorded by the loop.
+    async fn attempt(&self, d: ClaimedDelivery) -> Finished {
         let n = d.delivery.attempts + 1;
         let body = body(&d);
         let started_at = self.clock.now_ns();
@@ -347,37 +405,40 @@ impl Dispatcher {
             error = outcome.error.as_deref().unwrap_or(""),
             "webhook attempt"
         );
-        // the attempt must be recorded: retry the store a few times before giving up (the
-        // lease then hands the delivery to a later claim)
-        let mut delay = Duration::from_millis(50);
-        for i in 0..5 {
-            match self
-                .store
-                .finish_delivery_attempt(&d, &attempt, next, now)
-                .await
-            {
-                Ok(true) => {
-                    metrics::counter!(m::WEBHOOK_DELIVERIES, "result" => result).increment(1);
-                    if matches!(next, AttemptNext::Delivered) {
-                        if let Some(ingest) = trigger_ingest(&d.delivery.payload) {
-                            let secs = (now - ingest) as f64 / NANOS_PER_SEC as f64;
-                            metrics::histogram!(m::WEBHOOK_DELIVERY_LATENCY).record(secs.max(0.0));
-                        }
-                    }
-                    return;
-                }
-                Ok(false) => {
-                    tracing::warn!(delivery = %d.delivery.id, "delivery claim lost; attempt not recorded");
-                    return;
-                }
-                Err(e) if i < 4 => {
-                    tracing::warn!(error = %e, "recording a webhook attempt failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, delivery = %d.delivery.id, "recording a webhook attempt failed");
-                }
+        Finished {
+            delivery: d,
+            attempt,
+            next,
+            now,
+        }
+    }
+}
+
+/// An attempt made, waiting to be recorded.
+struct Finished {
+    delivery: ClaimedDelivery,
+    attempt: DeliveryAttempt,
+    next: AttemptNext,
+    now: TimestampNs,
+}
+
+impl Finished {
+    /// Metrics once the attempt is recorded (`ok`) or its claim was found lost.
+    fn recorded(&self, ok: bool) {
+        if !ok {
+            tracing::warn!(delivery = %self.delivery.delivery.id, "delivery claim lost; attempt not recorded");
+            return;
+        }
+        let result = match self.next {
+            AttemptNext::Delivered => "delivered",
+            AttemptNext::Retry { .. } => "retry",
+            AttemptNext::Dead => "dead",
+        };
+        metrics::counter!(m::WEBHOOK_DELIVERIES, "result" => result).increment(1);
+        if matches!(self.next, AttemptNext::Delivered) {
+            if let Some(ingest) = trigger_ingest(&self.delivery.delivery.payload) {
+                let secs = (self.now - ingest) as f64 / NANOS_PER_SEC as f64;
+                metrics::histogram!(m::WEBHOOK_DELIVERY_LATENCY).record(secs.max(0.0));
             }
         }
     }

@@ -2,8 +2,8 @@
 
 use pricestream_schemas::{AlertEvent, Interval, SignalKind, Symbol, Venue};
 use pricestream_store::alerts::{
-    AlertRule, AttemptNext, DeliveryAttempt, DeliveryState, MoveDirection, RequeueOutcome,
-    RuleCondition,
+    AlertRule, AttemptNext, DeliveryAttempt, DeliveryState, FinishedAttempt, MoveDirection,
+    RequeueOutcome, RuleCondition,
 };
 use pricestream_store::Store;
 
@@ -259,24 +259,40 @@ pub async fn deliveries_contract(s: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(stolen.len(), 1);
-    assert!(!s
-        .finish_delivery_attempt(
-            &again[0],
-            &attempt(&r1.delivery.id, 2, Some(200), "delivered"),
-            AttemptNext::Delivered,
-            T + 11_002
-        )
+    // recorded together: the lost claim writes nothing, the live one is recorded
+    let lost_attempt = attempt(&r1.delivery.id, 2, Some(200), "delivered");
+    let won_attempt = attempt(&r1.delivery.id, 2, Some(201), "delivered");
+    let recorded = s
+        .finish_delivery_attempts(&[
+            FinishedAttempt {
+                claim: &again[0],
+                attempt: &lost_attempt,
+                next: AttemptNext::Delivered,
+                now: T + 11_002,
+            },
+            FinishedAttempt {
+                claim: &stolen[0],
+                attempt: &won_attempt,
+                next: AttemptNext::Delivered,
+                now: T + 11_003,
+            },
+        ])
         .await
-        .unwrap());
-    assert!(s
-        .finish_delivery_attempt(
-            &stolen[0],
-            &attempt(&r1.delivery.id, 2, Some(200), "delivered"),
-            AttemptNext::Delivered,
-            T + 11_003
-        )
+        .unwrap();
+    assert_eq!(recorded, vec![false, true]);
+    let (d, a) = s
+        .list_deliveries("d-rec", 10)
         .await
-        .unwrap());
+        .unwrap()
+        .into_iter()
+        .find(|(d, _)| d.id == r1.delivery.id)
+        .unwrap();
+    assert_eq!(
+        (d.state, d.attempts, d.delivered_at),
+        (DeliveryState::Delivered, 2, Some(T + 11_003))
+    );
+    assert_eq!(a.last().and_then(|a| a.status), Some(201));
+    assert!(s.finish_delivery_attempts(&[]).await.unwrap().is_empty());
 
     // dead-letter requeue: only a dead delivery of that rule
     assert_eq!(
@@ -312,7 +328,7 @@ pub async fn deliveries_contract(s: &dyn Store) {
     assert_eq!(d1.state, DeliveryState::Delivered);
     assert_eq!(
         a1.iter().map(|a| (a.attempt, a.status)).collect::<Vec<_>>(),
-        vec![(1, Some(503)), (2, Some(200))]
+        vec![(1, Some(503)), (2, Some(201))]
     );
     let due = s
         .claim_deliveries(T + 20_000, 10, 1_000, "c5")
