@@ -49,8 +49,15 @@ pub enum SourceState {
 
 /// A worker's view of the quote stream.
 pub trait QuoteSource: Send {
-    /// Appends up to `max` records to `out` without blocking.
+    /// Appends up to `max` records to `out`. Blocks only for a source that says so in
+    /// [`QuoteSource::waits_when_idle`], and then only briefly.
     fn poll(&mut self, max: usize, out: &mut Vec<Polled>) -> Result<SourceState>;
+    /// Whether `poll` itself waits a little (a few milliseconds) for records when none
+    /// are ready, returning as soon as one arrives. The worker then goes straight back to
+    /// polling instead of parking for a fixed time, which would leave records waiting.
+    fn waits_when_idle(&self) -> bool {
+        false
+    }
     /// Partitions this source reads.
     fn partitions(&self) -> Vec<u32>;
     /// Newest event time read from each partition before the position the source resumed
@@ -66,14 +73,14 @@ pub trait QuoteSource: Send {
     fn take_warmup(&mut self) -> Vec<pricestream_schemas::Bar> {
         Vec::new()
     }
-    /// Partitions assigned since the last call (sources whose assignment arrives after
-    /// they start, like a consumer group's): each holds the watermark back until it has
-    /// delivered or gone idle, exactly like the partitions known at start. Drained.
     /// Whether everything of `partition` available so far has been read, so a quiet
     /// partition may count as idle (a log-based source with a backlog says no).
     fn caught_up(&self, _partition: u32) -> bool {
         true
     }
+    /// Partitions assigned since the last call (sources whose assignment arrives after
+    /// they start, like a consumer group's): each holds the watermark back until it has
+    /// delivered or gone idle, exactly like the partitions known at start. Drained.
     fn take_new_partitions(&mut self) -> Vec<u32> {
         Vec::new()
     }

@@ -87,7 +87,11 @@ pub fn consumer(cfg: &KafkaConfig) -> Result<Arc<KafkaConsumer>> {
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "true")
         .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
-        .set("fetch.wait.max.ms", "50");
+        .set("fetch.wait.max.ms", "50")
+        // Once the local queue holds its threshold, librdkafka postpones the partition's
+        // next fetch by this much (1 s by default), so a consumer that drains its queue
+        // more slowly than the fetcher fills it got its records in bursts a second apart.
+        .set("fetch.queue.backoff.ms", "10");
     let c: KafkaConsumer = cc
         .create_with_context(Ctx::default())
         .map_err(Error::Client)?;
@@ -417,6 +421,11 @@ struct Rule {
     resume: Option<Resume>,
 }
 
+/// How long a poll waits for the consumer's first record when none is ready. The
+/// consumer's fetcher refills its queue as each fetch returns; waiting on the queue wakes
+/// the worker at once, where parking for a fixed time left every refill waiting.
+const IDLE_WAIT: Duration = Duration::from_millis(2);
+
 /// A worker's view of `quotes.v1` through the group consumer.
 pub struct KafkaSource {
     consumer: Arc<KafkaConsumer>,
@@ -592,8 +601,10 @@ impl QuoteSource for KafkaSource {
         let mut skipped = 0u64;
         let mut tracked: Vec<(i32, i64, i64)> = Vec::new();
         let consumer = Arc::clone(&self.consumer);
+        // the first read waits a little when nothing is there (see `waits_when_idle`)
+        let mut wait = IDLE_WAIT;
         while out.len() - start < max {
-            let Some(r) = consumer.poll(Duration::ZERO) else {
+            let Some(r) = consumer.poll(std::mem::take(&mut wait)) else {
                 break;
             };
             let msg = match r {
@@ -693,6 +704,10 @@ impl QuoteSource for KafkaSource {
             return Ok(SourceState::Finished);
         }
         Ok(SourceState::Open)
+    }
+
+    fn waits_when_idle(&self) -> bool {
+        true
     }
 
     fn partitions(&self) -> Vec<u32> {

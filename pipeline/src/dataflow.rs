@@ -494,7 +494,7 @@ pub fn run_with_control(
             if abort.load(Ordering::SeqCst) {
                 return aborted(worker);
             }
-            if got == 0 {
+            if got == 0 && !source.waits_when_idle() {
                 worker.step_or_park(Some(Duration::from_millis(2)));
             } else {
                 worker.step();
