@@ -347,6 +347,23 @@ pub async fn run_sink_with(
     while let Some(mut round) = next_round(&mut rx).await {
         stats.batches += round.batches;
         stats.quotes += round.quotes.len() as u64;
+        // Alerts first: a webhook waits for its trigger to be stored, not for the bars.
+        let alerts = std::mem::take(&mut round.alerts);
+        if !alerts.is_empty() {
+            // every trigger of the round, replays included (consumers key on alert id +
+            // time), so a crash between the store and the topic loses none
+            let published = async {
+                match &hooks.publisher {
+                    Some(p) => publish_results("publish_alerts", || p.alerts(&alerts)).await,
+                    None => Ok(()),
+                }
+            };
+            let recorded = async { Ok(record_alerts(&store, alerts.clone()).await?) };
+            let ((), fresh) = tokio::try_join!(published, recorded)?;
+            metrics::counter!(m::ALERT_TRIGGERS).increment(fresh.len() as u64);
+            stats.alerts += fresh.len() as u64;
+            publish(live.as_ref(), &fresh, LiveEvent::Alert);
+        }
         let quotes = std::mem::take(&mut round.quotes);
         if !quotes.is_empty() && opts.store_quotes {
             let quotes = Arc::new(quotes.clone());
@@ -387,18 +404,6 @@ pub async fn run_sink_with(
         stats.bars += bars.len() as u64;
         stats.signals += signals.len() as u64;
         stats.dead_letters += dead.len() as u64;
-        let alerts = std::mem::take(&mut round.alerts);
-        if !alerts.is_empty() {
-            // every trigger of the round, replays included (consumers key on alert id +
-            // time): a crash between the store and the topic must not lose one
-            if let Some(p) = &hooks.publisher {
-                publish_results("publish_alerts", || p.alerts(&alerts)).await?;
-            }
-            let fresh = record_alerts(&store, alerts).await?;
-            metrics::counter!(m::ALERT_TRIGGERS).increment(fresh.len() as u64);
-            stats.alerts += fresh.len() as u64;
-            publish(live.as_ref(), &fresh, LiveEvent::Alert);
-        }
         for (worker, frontier) in round.frontiers {
             stats.frontiers.insert(worker, frontier);
         }
