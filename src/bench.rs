@@ -68,6 +68,10 @@ pub struct BenchArgs {
     /// Runs of each throughput scenario; the best is reported (others load the machine).
     #[arg(long, default_value_t = 1)]
     pub repeat: usize,
+    /// Also run the throughput scenarios with every quote in the bus before the dataflow
+    /// starts (`dataflow` rows): the workers alone, without the publisher on the cores.
+    #[arg(long)]
+    pub prefilled: bool,
     /// Trades through the real SQLite + lake sink (0 skips it).
     #[arg(long, default_value_t = 1_000_000)]
     pub real_sink_quotes: u64,
@@ -319,6 +323,9 @@ enum SinkKind {
 enum Feed {
     /// Pre-generated batches, at most this many quotes per second (0: no limit).
     Batches(Vec<Vec<Quote>>, u64),
+    /// Pre-generated batches, all in the bus before the dataflow and the clock start
+    /// (the dataflow alone, without a publisher competing for the cores).
+    Prefilled(Vec<Vec<Quote>>),
     /// A generator running while the pipeline runs.
     Live(Box<SyntheticMarket>, u64),
 }
@@ -353,22 +360,11 @@ async fn consume(mut rx: mpsc::Receiver<SinkBatch>) -> SinkTotals {
 }
 
 async fn publish(feed: Feed, publisher: Arc<dyn QuotePublisher>) -> anyhow::Result<u64> {
-    let mut sent = 0;
     match feed {
-        Feed::Batches(batches, rate) => {
-            let started = Instant::now();
-            for b in batches {
-                sent += b.len() as u64;
-                publisher.publish(b).await?;
-                if rate > 0 {
-                    let due = Duration::from_secs_f64(sent as f64 / rate as f64);
-                    if let Some(wait) = due.checked_sub(started.elapsed()) {
-                        tokio::time::sleep(wait).await;
-                    }
-                }
-            }
-        }
+        Feed::Batches(batches, rate) => publish_batches(batches, rate, publisher).await,
+        Feed::Prefilled(batches) => publish_batches(batches, 0, publisher).await,
         Feed::Live(mut market, n) => {
+            let mut sent = 0;
             while sent < n {
                 let want = PUBLISH_BATCH.min((n - sent) as usize);
                 let b: Vec<Quote> = market.by_ref().take(want).collect();
@@ -377,6 +373,27 @@ async fn publish(feed: Feed, publisher: Arc<dyn QuotePublisher>) -> anyhow::Resu
                 }
                 sent += b.len() as u64;
                 publisher.publish(b).await?;
+            }
+            Ok(sent)
+        }
+    }
+}
+
+/// Publishes `batches`, at most `rate` quotes per second (0: no limit).
+async fn publish_batches(
+    batches: Vec<Vec<Quote>>,
+    rate: u64,
+    publisher: Arc<dyn QuotePublisher>,
+) -> anyhow::Result<u64> {
+    let mut sent = 0;
+    let started = Instant::now();
+    for b in batches {
+        sent += b.len() as u64;
+        publisher.publish(b).await?;
+        if rate > 0 {
+            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
             }
         }
     }
@@ -440,7 +457,20 @@ async fn run_scenario(
     if let Ok(mut s) = samples.lock() {
         s.clear();
     }
-    let (bus, publisher, factory) = in_process_bus(cfg)?;
+    let mut bus_cfg = cfg.clone();
+    if let Feed::Prefilled(batches) = &feed {
+        // room for every quote in any partition
+        bus_cfg.bus.capacity_per_partition = batches.iter().map(Vec::len).sum::<usize>().max(1);
+    }
+    let (bus, publisher, factory) = in_process_bus(&bus_cfg)?;
+    let (feed, prefilled) = match feed {
+        Feed::Prefilled(batches) => {
+            let sent = publish_batches(batches, 0, publisher).await?;
+            bus.close();
+            (None, sent)
+        }
+        other => (Some((other, publisher)), 0),
+    };
     let (tx, rx) = mpsc::channel::<SinkBatch>(256);
     reset_peak_rss();
     let rss_before_mib = rss_mib();
@@ -469,8 +499,14 @@ async fn run_scenario(
         }
     };
     let pipeline = spawn_pipeline(pcfg, factory, tx);
-    let sent = publish(feed, publisher).await?;
-    bus.close();
+    let sent = match feed {
+        Some((feed, publisher)) => {
+            let sent = publish(feed, publisher).await?;
+            bus.close();
+            sent
+        }
+        None => prefilled,
+    };
     pipeline
         .await
         .context("pipeline thread")?
@@ -796,6 +832,21 @@ pub async fn bench(cfg: Config, args: BenchArgs) -> anyhow::Result<()> {
                 }
             }
             all.extend(best);
+        }
+        if args.prefilled {
+            for &w in &args.workers {
+                let mut best: Option<Figures> = None;
+                for _ in 0..args.repeat.max(1) {
+                    let feed = Feed::Prefilled(stream.clone());
+                    let f = run_scenario(&cfg, "dataflow", w, feed, SinkKind::Consume, &samples)
+                        .await?;
+                    f.print();
+                    if best.as_ref().is_none_or(|b| f.rate() > b.rate()) {
+                        best = Some(f);
+                    }
+                }
+                all.extend(best);
+            }
         }
     }
 
