@@ -135,3 +135,73 @@ async fn alert_deliveries_contract() {
     let s = store(&dir).await;
     common::alerts::deliveries_contract(&s).await;
 }
+
+/// Batches larger than one statement (several chunk sizes, duplicates across chunk
+/// boundaries, revisions of a bar later in the same batch) end as row-by-row writes would.
+#[tokio::test]
+async fn large_batches_write_like_row_by_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    // 1,000 quotes of 3 symbols; every 100th repeats the previous quote (same trade id)
+    let mut quotes = Vec::new();
+    for i in 0..1_000i64 {
+        let symbol = ["BTC-USDT", "ETH-USDT", "SOL-USDT"][(i % 3) as usize];
+        if i % 100 == 99 {
+            let prev: pricestream_schemas::Quote = quotes.last().cloned().unwrap();
+            quotes.push(prev);
+        } else {
+            quotes.push(quote(
+                Venue::Binance,
+                symbol,
+                DAY0 + i * 1_000,
+                100.0 + i as f64,
+                Some(i as u64),
+            ));
+        }
+    }
+    s.insert_quotes(&quotes).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM quotes")
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 990);
+    let latest = s.latest_quotes(None).await.unwrap();
+    assert_eq!(latest.len(), 3);
+    // the newest quote of each symbol, whichever chunk it was in
+    for l in &latest {
+        let newest = quotes
+            .iter()
+            .filter(|q| q.symbol == l.symbol)
+            .max_by_key(|q| q.ts_event)
+            .unwrap();
+        assert_eq!(l, newest);
+    }
+
+    // about 600 bars, then revision 1 of bar 10 and a stale revision 0 of it, in one batch
+    let mut bars = walk_1m(Venue::Binance, "BTC-USDT", DAY0, 600, 7);
+    let n_bars = bars.len();
+    assert!(n_bars > 512);
+    let last = bars[n_bars - 1].clone();
+    let mut revised = bars[10].clone();
+    revised.revision = 1;
+    revised.close += 1.0;
+    let stale = bars[10].clone();
+    bars.push(revised.clone());
+    bars.push(stale);
+    s.upsert_bars(&bars).await.unwrap();
+    let stored = s
+        .query_bars(&pricestream_store::BarQuery {
+            venue: None,
+            symbol: sym("BTC-USDT"),
+            interval: Interval::M1,
+            from: DAY0,
+            to: DAY0 + 600 * MIN,
+            limit: 1_000,
+            tail: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), n_bars);
+    assert_eq!(stored[10], revised);
+    assert_eq!(stored[n_bars - 1], last);
+}
