@@ -211,14 +211,19 @@ impl<R: LakeRecord> Dataset<R> {
     }
 
     /// The partition a row goes to: its day file once the day was compacted, else its hour.
-    fn part_of(&self, row: &R) -> PartKey {
+    /// `compacted` remembers, for one write, which days have a day file (one file-system
+    /// check per day, not per row).
+    fn part_of(&self, row: &R, compacted: &mut HashMap<PartKey, bool>) -> PartKey {
         let t = row.time();
         let day = t - t.rem_euclid(DAY_NS);
         let daily = PartKey {
             interval: row.interval(),
             span: Span::Day(day),
         };
-        if self.cache.contains_key(&daily) || self.path(daily).exists() {
+        let is_daily = *compacted
+            .entry(daily)
+            .or_insert_with(|| self.cache.contains_key(&daily) || self.path(daily).exists());
+        if is_daily {
             daily
         } else {
             PartKey {
@@ -251,8 +256,12 @@ impl<R: LakeRecord> Dataset<R> {
 
     fn write(&mut self, rows: &[R]) -> Result<Vec<PathBuf>> {
         let mut touched: BTreeMap<PartKey, Vec<&R>> = BTreeMap::new();
+        let mut compacted = HashMap::new();
         for r in rows {
-            touched.entry(self.part_of(r)).or_default().push(r);
+            touched
+                .entry(self.part_of(r, &mut compacted))
+                .or_default()
+                .push(r);
         }
         let mut written = Vec::with_capacity(touched.len());
         for (part, new_rows) in touched {
