@@ -233,12 +233,14 @@ async fn next_round(rx: &mut mpsc::Receiver<SinkBatch>) -> Option<Round> {
     Some(round)
 }
 
-/// Bars, signals and dead letters to the store, one after the other.
+/// Bars, signals, dead letters and raw quotes to the store, one after the other (bars
+/// first: they are what readers wait for; the raw quotes are the bulk).
 async fn store_round(
     store: &Arc<dyn Store>,
     bars: &Arc<Vec<Bar>>,
     signals: &Arc<Vec<Signal>>,
     dead: &Arc<Vec<DeadLetter>>,
+    quotes: Option<&Arc<Vec<Quote>>>,
     round: &Round,
 ) -> Result<()> {
     if !bars.is_empty() {
@@ -257,6 +259,12 @@ async fn store_round(
     if !dead.is_empty() {
         write_store("dlq", store, dead, |s, d| async move {
             s.insert_dead_letters(&d).await
+        })
+        .await?;
+    }
+    if let Some(quotes) = quotes {
+        write_store("store_quotes", store, quotes, |s, q| async move {
+            s.insert_quotes(&q).await
         })
         .await?;
     }
@@ -365,20 +373,8 @@ pub async fn run_sink_with(
             publish(live.as_ref(), &fresh, LiveEvent::Alert);
         }
         let quotes = std::mem::take(&mut round.quotes);
-        if !quotes.is_empty() && opts.store_quotes {
-            let quotes = Arc::new(quotes.clone());
-            write_store("store_quotes", &store, &quotes, |s, q| async move {
-                s.insert_quotes(&q).await
-            })
-            .await?;
-        }
-        publish(live.as_ref(), &quotes, LiveEvent::Quote);
-        for q in quotes {
-            quote_hours
-                .entry(q.ts_event - q.ts_event.rem_euclid(HOUR_NS))
-                .or_default()
-                .push(q);
-        }
+        let store_quotes =
+            (!quotes.is_empty() && opts.store_quotes).then(|| Arc::new(quotes.clone()));
         if let Some(end) = round
             .bars
             .iter()
@@ -395,10 +391,24 @@ pub async fn run_sink_with(
         let signals = Arc::new(std::mem::take(&mut round.signals));
         let dead = Arc::new(std::mem::take(&mut round.dead));
         tokio::try_join!(
-            store_round(&store, &bars, &signals, &dead, &round),
+            store_round(
+                &store,
+                &bars,
+                &signals,
+                &dead,
+                store_quotes.as_ref(),
+                &round
+            ),
             lake_round(&mut lake, &bars, &signals, &round),
             publish_round(hooks.publisher.as_ref(), &bars, &signals, &dead),
         )?;
+        publish(live.as_ref(), &quotes, LiveEvent::Quote);
+        for q in quotes {
+            quote_hours
+                .entry(q.ts_event - q.ts_event.rem_euclid(HOUR_NS))
+                .or_default()
+                .push(q);
+        }
         publish(live.as_ref(), &bars, LiveEvent::Bar);
         publish(live.as_ref(), &signals, LiveEvent::Signal);
         stats.bars += bars.len() as u64;

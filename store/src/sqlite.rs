@@ -35,7 +35,12 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // Raw quotes land all over the quotes index: with SQLite's 2 MB default page
+            // cache a transaction re-read its pages and spilled dirty ones mid-way. Pages
+            // are taken only as used; statement journals stay in memory.
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
             .connect_with(opts)
