@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pricestream_schemas::{Bar, Quote, Signal};
+use pricestream_schemas::{Bar, Quote, Signal, TimestampNs};
 use pricestream_store::{DeadLetter, Lake, Store, StoreError};
 use tokio::sync::mpsc;
 
@@ -180,7 +180,7 @@ struct Round {
     dead: Vec<DeadLetter>,
     alerts: Vec<pricestream_schemas::AlertEvent>,
     /// Each batch's (worker, frontier), applied once the whole round is durable.
-    frontiers: Vec<(usize, Option<u64>)>,
+    frontiers: Vec<WorkerFrontier>,
     /// Each batch's window-close time and number of bars (for the latency histogram).
     emitted: Vec<(Instant, usize)>,
 }
@@ -271,33 +271,175 @@ async fn store_round(
     Ok(())
 }
 
+/// A write for the lake lane.
+enum LakeJob {
+    /// A round's bars and signals, with its batches' window-close times.
+    Round {
+        bars: Arc<Vec<Bar>>,
+        signals: Arc<Vec<Signal>>,
+        emitted: Vec<(Instant, usize)>,
+    },
+    /// Raw quotes of finished hours.
+    Quotes(Vec<Quote>),
+    /// Compact the days that ended before this time.
+    Compact(TimestampNs),
+}
+
+/// The lake's writes, in order, on their own task, so the store's next round does not
+/// wait for a lake file to be rewritten. Jobs are numbered; `done` holds the last one
+/// finished. Rounds queued behind a slow write are written together.
+struct LakeLane {
+    tx: Option<mpsc::UnboundedSender<(u64, LakeJob)>>,
+    done: tokio::sync::watch::Receiver<u64>,
+    task: Option<tokio::task::JoinHandle<Result<()>>>,
+    sent: u64,
+}
+
+impl LakeLane {
+    fn start(lake: Option<Lake>) -> Self {
+        let (done_tx, done) = tokio::sync::watch::channel(0);
+        let Some(lake) = lake else {
+            return LakeLane {
+                tx: None,
+                done,
+                task: None,
+                sent: 0,
+            };
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        LakeLane {
+            tx: Some(tx),
+            done,
+            task: Some(tokio::spawn(lake_lane(lake, rx, done_tx))),
+            sent: 0,
+        }
+    }
+
+    /// Queues a job; its number, or 0 without a lake (nothing to wait for). A job sent
+    /// after the lane failed is dropped: the failure surfaces at the next wait.
+    fn send(&mut self, job: LakeJob) -> u64 {
+        let Some(tx) = &self.tx else { return 0 };
+        self.sent += 1;
+        let _ = tx.send((self.sent, job));
+        self.sent
+    }
+
+    /// The last job finished (everything, without a lake).
+    fn done(&self) -> u64 {
+        if self.tx.is_none() {
+            u64::MAX
+        } else {
+            *self.done.borrow()
+        }
+    }
+
+    /// Waits for the next finished job; the lane's error if it failed.
+    async fn changed(&mut self) -> Result<()> {
+        if self.done.changed().await.is_ok() {
+            return Ok(());
+        }
+        self.tx = None;
+        self.join().await?;
+        Err(PipelineError::Join("the lake lane stopped".into()))
+    }
+
+    /// Lets the lane finish its queue and stop.
+    async fn finish(mut self) -> Result<()> {
+        self.tx = None;
+        self.join().await
+    }
+
+    async fn join(&mut self) -> Result<()> {
+        match self.task.take() {
+            Some(t) => t.await.map_err(|e| PipelineError::Join(e.to_string()))?,
+            None => Ok(()),
+        }
+    }
+}
+
+/// The lake lane's task (see [`LakeLane`]).
+async fn lake_lane(
+    lake: Lake,
+    mut rx: mpsc::UnboundedReceiver<(u64, LakeJob)>,
+    done: tokio::sync::watch::Sender<u64>,
+) -> Result<()> {
+    let mut lake = Some(lake);
+    let mut next = None;
+    loop {
+        let Some((mut id, job)) = next.take().or(rx.recv().await) else {
+            return Ok(());
+        };
+        match job {
+            LakeJob::Round {
+                bars,
+                signals,
+                mut emitted,
+            } => {
+                // rounds waiting behind this one are written with it
+                let (mut all_bars, mut all_signals) = (Vec::new(), Vec::new());
+                let mut take = |bars: Arc<Vec<Bar>>, signals: Arc<Vec<Signal>>| {
+                    all_bars.extend(bars.iter().cloned());
+                    all_signals.extend(signals.iter().cloned());
+                };
+                take(bars, signals);
+                while let Ok((next_id, job)) = rx.try_recv() {
+                    match job {
+                        LakeJob::Round {
+                            bars,
+                            signals,
+                            emitted: more,
+                        } => {
+                            take(bars, signals);
+                            emitted.extend(more);
+                            id = next_id;
+                        }
+                        other => {
+                            next = Some((next_id, other));
+                            break;
+                        }
+                    }
+                }
+                write_lake_round(&mut lake, all_bars, all_signals, &emitted).await?;
+            }
+            LakeJob::Quotes(quotes) => {
+                let n = quotes.len();
+                let started = Instant::now();
+                with_lake(&mut lake, move |l| l.write_quotes(&quotes)).await?;
+                record("lake_quotes", n, started);
+            }
+            LakeJob::Compact(before) => {
+                if let Some(paths) = with_lake(&mut lake, move |l| l.compact(before)).await? {
+                    for path in paths {
+                        tracing::info!(path = %path.display(), "lake day compacted");
+                    }
+                }
+            }
+        }
+        done.send_replace(id);
+    }
+}
+
 /// Bars and signals to the lake.
-async fn lake_round(
+async fn write_lake_round(
     lake: &mut Option<Lake>,
-    bars: &Arc<Vec<Bar>>,
-    signals: &Arc<Vec<Signal>>,
-    round: &Round,
+    bars: Vec<Bar>,
+    signals: Vec<Signal>,
+    emitted: &[(Instant, usize)],
 ) -> Result<()> {
     if !bars.is_empty() {
+        let n = bars.len();
         let started = Instant::now();
-        let for_lake = Arc::clone(bars);
-        if with_lake(lake, move |l| l.write_bars(&for_lake))
-            .await?
-            .is_some()
-        {
-            record("lake", bars.len(), started);
-            round.record_latency("lake");
+        with_lake(lake, move |l| l.write_bars(&bars)).await?;
+        record("lake", n, started);
+        for (at, bars) in emitted {
+            record_latency("lake", *bars, Some(*at));
         }
     }
     if !signals.is_empty() {
+        let n = signals.len();
         let started = Instant::now();
-        let for_lake = Arc::clone(signals);
-        if with_lake(lake, move |l| l.write_signals(&for_lake))
-            .await?
-            .is_some()
-        {
-            record("lake_signals", signals.len(), started);
-        }
+        with_lake(lake, move |l| l.write_signals(&signals)).await?;
+        record("lake_signals", n, started);
     }
     Ok(())
 }
@@ -334,11 +476,12 @@ async fn publish_round(
 
 /// [`run_sink`] with a result publisher, a durability callback and an abort flag.
 ///
-/// The sink works in rounds: it takes every batch waiting in its channel, writes their
-/// rows to the store, the lake and the result topics at the same time (one transaction,
-/// one lake write and one produce per kind of row), and only then counts the batches'
-/// frontiers as durable. A slow round lets the next one grow instead of costing one
-/// round trip per batch.
+/// The sink works in rounds: it takes every batch waiting in its channel and writes their
+/// rows together (one transaction, one lake write and one produce per kind of row). Alert
+/// triggers go first; then the store and the result topics are written at the same time,
+/// and the lake on its own lane (see [`LakeLane`]). A batch's frontier counts as durable
+/// once its round is in all three. A slow round lets the next one grow instead of costing
+/// one round trip per batch.
 pub async fn run_sink_with(
     mut rx: mpsc::Receiver<SinkBatch>,
     store: Arc<dyn Store>,
@@ -347,12 +490,97 @@ pub async fn run_sink_with(
     live: Option<LiveHub>,
     hooks: SinkHooks,
 ) -> Result<SinkStats> {
-    let mut stats = SinkStats::default();
-    let mut lake = lake;
-    let mut compacted_before = i64::MIN;
-    let mut newest_bar_end = i64::MIN;
-    let mut quote_hours: BTreeMap<i64, Vec<Quote>> = BTreeMap::new();
-    while let Some(mut round) = next_round(&mut rx).await {
+    let mut sink = SinkState {
+        stats: SinkStats::default(),
+        lake: LakeLane::start(lake),
+        opts,
+        on_durable: hooks.on_durable.clone(),
+        compacted_before: i64::MIN,
+        newest_bar_end: i64::MIN,
+        quote_hours: BTreeMap::new(),
+        frontiers: std::collections::VecDeque::new(),
+        durable: std::collections::VecDeque::new(),
+    };
+    loop {
+        let waiting = sink.waiting();
+        let round = tokio::select! {
+            r = next_round(&mut rx) => r,
+            r = sink.lake.changed(), if waiting => {
+                r?;
+                sink.apply_durable();
+                continue;
+            }
+        };
+        let Some(round) = round else { break };
+        sink.write_round(round, &store, live.as_ref(), &hooks)
+            .await?;
+        sink.apply_durable();
+    }
+    // the input is closed: let the lake catch up with every round
+    while sink.waiting() {
+        sink.lake.changed().await?;
+        sink.apply_durable();
+    }
+    let SinkState {
+        stats,
+        mut lake,
+        quote_hours,
+        ..
+    } = sink;
+    if hooks
+        .aborted
+        .as_ref()
+        .is_some_and(|a| a.load(Ordering::SeqCst))
+    {
+        tracing::info!(
+            buffered_quotes = quote_hours.values().map(Vec::len).sum::<usize>(),
+            "dataflow aborted; buffered raw quotes are left to the replay"
+        );
+        lake.finish().await?;
+        return Ok(stats);
+    }
+    // whatever quotes are left
+    let quotes: Vec<Quote> = quote_hours.into_values().flatten().collect();
+    if !quotes.is_empty() {
+        lake.send(LakeJob::Quotes(quotes));
+    }
+    lake.finish().await?;
+    Ok(stats)
+}
+
+/// A worker and its frontier after a batch (`None`: its input is closed).
+type WorkerFrontier = (usize, Option<u64>);
+
+/// The sink's state between rounds.
+struct SinkState {
+    stats: SinkStats,
+    lake: LakeLane,
+    opts: SinkOptions,
+    on_durable: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    compacted_before: i64,
+    newest_bar_end: i64,
+    quote_hours: BTreeMap<i64, Vec<Quote>>,
+    /// Rounds written to the store and topics, waiting for their lake job: (job, each
+    /// batch's (worker, frontier)).
+    frontiers: std::collections::VecDeque<(u64, Vec<WorkerFrontier>)>,
+    /// Watermarks waiting for the lake job that wrote the raw quotes below them.
+    durable: std::collections::VecDeque<(u64, u64)>,
+}
+
+impl SinkState {
+    /// Whether anything waits for the lake.
+    fn waiting(&self) -> bool {
+        !self.frontiers.is_empty() || !self.durable.is_empty()
+    }
+
+    async fn write_round(
+        &mut self,
+        mut round: Round,
+        store: &Arc<dyn Store>,
+        live: Option<&LiveHub>,
+        hooks: &SinkHooks,
+    ) -> Result<()> {
+        let stats = &mut self.stats;
         stats.batches += round.batches;
         stats.quotes += round.quotes.len() as u64;
         // Alerts first: a webhook waits for its trigger to be stored, not for the bars.
@@ -366,15 +594,15 @@ pub async fn run_sink_with(
                     None => Ok(()),
                 }
             };
-            let recorded = async { Ok(record_alerts(&store, alerts.clone()).await?) };
+            let recorded = async { Ok(record_alerts(store, alerts.clone()).await?) };
             let ((), fresh) = tokio::try_join!(published, recorded)?;
             metrics::counter!(m::ALERT_TRIGGERS).increment(fresh.len() as u64);
             stats.alerts += fresh.len() as u64;
-            publish(live.as_ref(), &fresh, LiveEvent::Alert);
+            publish(live, &fresh, LiveEvent::Alert);
         }
         let quotes = std::mem::take(&mut round.quotes);
         let store_quotes =
-            (!quotes.is_empty() && opts.store_quotes).then(|| Arc::new(quotes.clone()));
+            (!quotes.is_empty() && self.opts.store_quotes).then(|| Arc::new(quotes.clone()));
         if let Some(end) = round
             .bars
             .iter()
@@ -382,7 +610,7 @@ pub async fn run_sink_with(
             .map(|b| b.bucket_end())
             .max()
         {
-            newest_bar_end = newest_bar_end.max(end);
+            self.newest_bar_end = self.newest_bar_end.max(end);
         }
         for d in &round.dead {
             metrics::counter!(m::DEAD_LETTERS, "reason" => m::reason_label(&d.reason)).increment(1);
@@ -390,112 +618,112 @@ pub async fn run_sink_with(
         let bars = Arc::new(std::mem::take(&mut round.bars));
         let signals = Arc::new(std::mem::take(&mut round.signals));
         let dead = Arc::new(std::mem::take(&mut round.dead));
+        let job = if bars.is_empty() && signals.is_empty() {
+            // nothing for the lake: wait only for what was sent to it before
+            self.lake.sent
+        } else {
+            self.lake.send(LakeJob::Round {
+                bars: Arc::clone(&bars),
+                signals: Arc::clone(&signals),
+                emitted: round.emitted.clone(),
+            })
+        };
         tokio::try_join!(
-            store_round(
-                &store,
-                &bars,
-                &signals,
-                &dead,
-                store_quotes.as_ref(),
-                &round
-            ),
-            lake_round(&mut lake, &bars, &signals, &round),
+            store_round(store, &bars, &signals, &dead, store_quotes.as_ref(), &round),
             publish_round(hooks.publisher.as_ref(), &bars, &signals, &dead),
         )?;
-        publish(live.as_ref(), &quotes, LiveEvent::Quote);
+        publish(live, &quotes, LiveEvent::Quote);
         for q in quotes {
-            quote_hours
+            self.quote_hours
                 .entry(q.ts_event - q.ts_event.rem_euclid(HOUR_NS))
                 .or_default()
                 .push(q);
         }
-        publish(live.as_ref(), &bars, LiveEvent::Bar);
-        publish(live.as_ref(), &signals, LiveEvent::Signal);
+        publish(live, &bars, LiveEvent::Bar);
+        publish(live, &signals, LiveEvent::Signal);
         stats.bars += bars.len() as u64;
         stats.signals += signals.len() as u64;
         stats.dead_letters += dead.len() as u64;
-        for (worker, frontier) in round.frontiers {
-            stats.frontiers.insert(worker, frontier);
-        }
-        // The sink's watermark: the least frontier of all workers; once every input is
-        // closed, the newest bar stands in for it.
-        let mut wm: Option<i64> = None;
-        if stats.frontiers.len() == opts.workers {
-            let known: Vec<Option<u64>> = stats.frontiers.values().copied().collect();
-            wm = if known.iter().all(Option::is_none) {
-                Some(newest_bar_end)
-            } else if known.iter().all(Option::is_some) {
-                known.iter().flatten().map(|f| *f as i64).min()
-            } else {
-                None
+        self.frontiers.push_back((job, round.frontiers));
+        Ok(())
+    }
+
+    /// Counts the frontiers of every round the lake has caught up with, queues the raw
+    /// quotes and compactions they make final, and reports watermarks whose lake writes
+    /// are done.
+    fn apply_durable(&mut self) {
+        let done = self.lake.done();
+        while self.frontiers.front().is_some_and(|(job, _)| *job <= done) {
+            let Some((_, frontiers)) = self.frontiers.pop_front() else {
+                break;
             };
+            for (worker, frontier) in frontiers {
+                self.stats.frontiers.insert(worker, frontier);
+            }
+            self.advance();
         }
-        let Some(wm) = wm else { continue };
-        let all_open = stats.frontiers.values().all(Option::is_some);
-        let before = wm.saturating_sub(opts.allowed_lateness_ns);
+        let done = self.lake.done();
+        while let Some(&(job, wm)) = self.durable.front() {
+            if job > done {
+                break;
+            }
+            self.durable.pop_front();
+            if let Some(cb) = &self.on_durable {
+                cb(wm);
+            }
+        }
+    }
+
+    /// After new frontiers: the sink's watermark, what it makes final in the lake, and
+    /// the watermark to report once that is written.
+    fn advance(&mut self) {
+        // The least frontier of all workers; once every input is closed, the newest bar
+        // stands in for it.
+        let frontiers = &self.stats.frontiers;
+        if frontiers.len() != self.opts.workers {
+            return;
+        }
+        let known: Vec<Option<u64>> = frontiers.values().copied().collect();
+        let wm = if known.iter().all(Option::is_none) {
+            self.newest_bar_end
+        } else if known.iter().all(Option::is_some) {
+            match known.iter().flatten().map(|f| *f as i64).min() {
+                Some(wm) => wm,
+                None => return,
+            }
+        } else {
+            return;
+        };
+        let all_open = known.iter().all(Option::is_some);
+        let before = wm.saturating_sub(self.opts.allowed_lateness_ns);
+        let mut job = self.lake.sent;
         // raw quotes: an hour is written once no quote can still arrive for it
-        let ready: Vec<i64> = quote_hours
-            .range(..)
-            .filter(|(h, _)| **h + HOUR_NS <= before)
-            .map(|(h, _)| *h)
+        let ready: Vec<i64> = self
+            .quote_hours
+            .keys()
+            .copied()
+            .filter(|h| *h + HOUR_NS <= before)
             .collect();
         if !ready.is_empty() {
             let quotes: Vec<Quote> = ready
                 .iter()
-                .filter_map(|h| quote_hours.remove(h))
+                .filter_map(|h| self.quote_hours.remove(h))
                 .flatten()
                 .collect();
-            let n = quotes.len();
-            let started = Instant::now();
-            if with_lake(&mut lake, move |l| l.write_quotes(&quotes))
-                .await?
-                .is_some()
-            {
-                record("lake_quotes", n, started);
-            }
+            job = self.lake.send(LakeJob::Quotes(quotes));
         }
         // compact finished days
         let day = before.saturating_sub(before.rem_euclid(DAY_NS));
-        if day > compacted_before {
-            compacted_before = day;
-            if let Some(done) = with_lake(&mut lake, move |l| l.compact(before)).await? {
-                for path in done {
-                    tracing::info!(path = %path.display(), "lake day compacted");
-                }
-            }
+        if day > self.compacted_before {
+            self.compacted_before = day;
+            job = self.lake.send(LakeJob::Compact(before));
         }
         // Only real frontiers count: the flush at the end of the input is not final.
-        if let (true, Some(cb)) = (all_open, &hooks.on_durable) {
-            cb(u64::try_from(wm).unwrap_or(0));
+        if all_open {
+            self.durable
+                .push_back((job, u64::try_from(wm).unwrap_or(0)));
         }
     }
-    if hooks
-        .aborted
-        .as_ref()
-        .is_some_and(|a| a.load(Ordering::SeqCst))
-    {
-        tracing::info!(
-            buffered_quotes = quote_hours.values().map(Vec::len).sum::<usize>(),
-            "dataflow aborted; buffered raw quotes are left to the replay"
-        );
-        return Ok(stats);
-    }
-    // whatever quotes are left (the input is closed)
-    let quotes: Vec<Quote> = std::mem::take(&mut quote_hours)
-        .into_values()
-        .flatten()
-        .collect();
-    if !quotes.is_empty() {
-        let n = quotes.len();
-        let started = Instant::now();
-        if with_lake(&mut lake, move |l| l.write_quotes(&quotes))
-            .await?
-            .is_some()
-        {
-            record("lake_quotes", n, started);
-        }
-    }
-    Ok(stats)
 }
 
 /// Stores alert triggers and queues their deliveries (one transaction, idempotent on
@@ -599,7 +827,8 @@ mod tests {
     }
 
     /// Batches waiting together are written in one round, in order (a later revision of
-    /// a bar wins), and their frontiers count only once the round is durable.
+    /// a bar wins), and their frontiers count only once the round is durable in the store
+    /// and the lake.
     #[tokio::test]
     async fn waiting_batches_are_written_in_one_round() {
         let dir = tempfile::tempdir().unwrap();
@@ -607,11 +836,17 @@ mod tests {
         let store = pricestream_store::open(&url, 2).await.unwrap();
         store.migrate().await.unwrap();
         let calls = Arc::new(Calls::default());
+        // each durable watermark, with the 1m bars the lake held when it was reported
         let durable = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&durable);
+        let lake_dir = dir.path().join("lake");
+        let reader = Lake::new(lake_dir.clone());
         let hooks = SinkHooks {
             publisher: Some(calls.clone() as Arc<dyn ResultPublisher>),
-            on_durable: Some(Arc::new(move |wm| seen.lock().unwrap().push(wm))),
+            on_durable: Some(Arc::new(move |wm| {
+                let in_lake = reader.read_bars(Interval::M1).unwrap().len();
+                seen.lock().unwrap().push((wm, in_lake));
+            })),
             aborted: None,
         };
         let (tx, rx) = mpsc::channel(16);
@@ -637,10 +872,11 @@ mod tests {
             allowed_lateness_ns: 0,
             store_quotes: false,
         };
+        let lake = Some(Lake::new(lake_dir));
         let sink = tokio::spawn(run_sink_with(
             rx,
             Arc::clone(&store),
-            None,
+            lake,
             opts,
             None,
             hooks,
@@ -661,8 +897,9 @@ mod tests {
             vec![("bars", 3)],
             "one publish for the round"
         );
-        // worker 1's frontier holds the watermark back, after the whole round
-        assert_eq!(*durable.lock().unwrap(), vec![MIN as u64]);
+        // worker 1's frontier holds the watermark back, reported once the whole round is
+        // in the store and in the lake
+        assert_eq!(*durable.lock().unwrap(), vec![(MIN as u64, 2)]);
         let q = |s: &str| BarQuery {
             venue: None,
             symbol: Symbol::new(s).unwrap(),
