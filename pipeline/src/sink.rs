@@ -233,14 +233,12 @@ async fn next_round(rx: &mut mpsc::Receiver<SinkBatch>) -> Option<Round> {
     Some(round)
 }
 
-/// Bars, signals, dead letters and raw quotes to the store, one after the other (bars
-/// first: they are what readers wait for; the raw quotes are the bulk).
+/// Bars, signals and dead letters to the store, one after the other.
 async fn store_round(
     store: &Arc<dyn Store>,
     bars: &Arc<Vec<Bar>>,
     signals: &Arc<Vec<Signal>>,
     dead: &Arc<Vec<DeadLetter>>,
-    quotes: Option<&Arc<Vec<Quote>>>,
     round: &Round,
 ) -> Result<()> {
     if !bars.is_empty() {
@@ -262,12 +260,6 @@ async fn store_round(
         })
         .await?;
     }
-    if let Some(quotes) = quotes {
-        write_store("store_quotes", store, quotes, |s, q| async move {
-            s.insert_quotes(&q).await
-        })
-        .await?;
-    }
     Ok(())
 }
 
@@ -285,51 +277,63 @@ enum LakeJob {
     Compact(TimestampNs),
 }
 
-/// The lake's writes, in order, on their own task, so the store's next round does not
-/// wait for a lake file to be rewritten. Jobs are numbered; `done` holds the last one
-/// finished. Rounds queued behind a slow write are written together.
-struct LakeLane {
-    tx: Option<mpsc::UnboundedSender<(u64, LakeJob)>>,
+/// Writes that run on their own task, in order, so the sink's next round does not wait
+/// for them: the lake (a file rewrite grows through the hour) and the store's raw quotes
+/// (many small transactions touch the same index pages over and over). Jobs are
+/// numbered; `done` holds the last one finished.
+struct Lane<J> {
+    tx: Option<mpsc::UnboundedSender<(u64, J)>>,
     done: tokio::sync::watch::Receiver<u64>,
     task: Option<tokio::task::JoinHandle<Result<()>>>,
     sent: u64,
 }
 
-impl LakeLane {
-    fn start(lake: Option<Lake>) -> Self {
-        let (done_tx, done) = tokio::sync::watch::channel(0);
-        let Some(lake) = lake else {
-            return LakeLane {
-                tx: None,
-                done,
-                task: None,
-                sent: 0,
-            };
-        };
-        let (tx, rx) = mpsc::unbounded_channel();
-        LakeLane {
-            tx: Some(tx),
+impl<J: Send + 'static> Lane<J> {
+    /// A lane with nothing behind it: every job counts as done at once.
+    fn idle() -> Self {
+        let (_, done) = tokio::sync::watch::channel(0);
+        Lane {
+            tx: None,
             done,
-            task: Some(tokio::spawn(lake_lane(lake, rx, done_tx))),
+            task: None,
             sent: 0,
         }
     }
 
-    /// Queues a job; its number, or 0 without a lake (nothing to wait for). A job sent
+    fn spawn<F, Fut>(run: F) -> Self
+    where
+        F: FnOnce(mpsc::UnboundedReceiver<(u64, J)>, tokio::sync::watch::Sender<u64>) -> Fut,
+        Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+    {
+        let (done_tx, done) = tokio::sync::watch::channel(0);
+        let (tx, rx) = mpsc::unbounded_channel();
+        Lane {
+            tx: Some(tx),
+            done,
+            task: Some(tokio::spawn(run(rx, done_tx))),
+            sent: 0,
+        }
+    }
+
+    fn active(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Queues a job; its number, or 0 for an idle lane (nothing to wait for). A job sent
     /// after the lane failed is dropped: the failure surfaces at the next wait.
-    fn send(&mut self, job: LakeJob) -> u64 {
+    fn send(&mut self, job: J) -> u64 {
         let Some(tx) = &self.tx else { return 0 };
         self.sent += 1;
         let _ = tx.send((self.sent, job));
         self.sent
     }
 
-    /// The last job finished (everything, without a lake).
+    /// The last job finished (everything, for an idle lane).
     fn done(&self) -> u64 {
-        if self.tx.is_none() {
-            u64::MAX
-        } else {
+        if self.active() {
             *self.done.borrow()
+        } else {
+            u64::MAX
         }
     }
 
@@ -340,7 +344,7 @@ impl LakeLane {
         }
         self.tx = None;
         self.join().await?;
-        Err(PipelineError::Join("the lake lane stopped".into()))
+        Err(PipelineError::Join("a sink lane stopped".into()))
     }
 
     /// Lets the lane finish its queue and stop.
@@ -357,7 +361,41 @@ impl LakeLane {
     }
 }
 
-/// The lake lane's task (see [`LakeLane`]).
+/// Raw quotes written to the store together once this many wait…
+const QUOTES_BATCH: usize = 20_000;
+/// …or once the first of them has waited this long.
+const QUOTES_LINGER: Duration = Duration::from_millis(100);
+
+/// The raw-quotes lane's task: one transaction for up to [`QUOTES_BATCH`] quotes or
+/// [`QUOTES_LINGER`] of them, whichever comes first.
+async fn quotes_lane(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::UnboundedReceiver<(u64, Vec<Quote>)>,
+    done: tokio::sync::watch::Sender<u64>,
+) -> Result<()> {
+    while let Some((mut id, mut quotes)) = rx.recv().await {
+        let deadline = tokio::time::Instant::now() + QUOTES_LINGER;
+        while quotes.len() < QUOTES_BATCH {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((next, more))) => {
+                    id = next;
+                    append(&mut quotes, &mut { more });
+                }
+                // closed (written below, then the loop ends) or waited long enough
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let quotes = Arc::new(quotes);
+        write_store("store_quotes", &store, &quotes, |s, q| async move {
+            s.insert_quotes(&q).await
+        })
+        .await?;
+        done.send_replace(id);
+    }
+    Ok(())
+}
+
+/// The lake lane's task: rounds queued behind a slow write are written together.
 async fn lake_lane(
     lake: Lake,
     mut rx: mpsc::UnboundedReceiver<(u64, LakeJob)>,
@@ -479,8 +517,8 @@ async fn publish_round(
 /// The sink works in rounds: it takes every batch waiting in its channel and writes their
 /// rows together (one transaction, one lake write and one produce per kind of row). Alert
 /// triggers go first; then the store and the result topics are written at the same time,
-/// and the lake on its own lane (see [`LakeLane`]). A batch's frontier counts as durable
-/// once its round is in all three. A slow round lets the next one grow instead of costing
+/// and the lake and the store's raw quotes on lanes of their own (see [`Lane`]). A
+/// batch's frontier counts as durable once its round is in all of them. A slow round lets the next one grow instead of costing
 /// one round trip per batch.
 pub async fn run_sink_with(
     mut rx: mpsc::Receiver<SinkBatch>,
@@ -492,7 +530,16 @@ pub async fn run_sink_with(
 ) -> Result<SinkStats> {
     let mut sink = SinkState {
         stats: SinkStats::default(),
-        lake: LakeLane::start(lake),
+        lake: match lake {
+            Some(lake) => Lane::spawn(move |rx, done| lake_lane(lake, rx, done)),
+            None => Lane::idle(),
+        },
+        quotes: if opts.store_quotes {
+            let store = Arc::clone(&store);
+            Lane::spawn(move |rx, done| quotes_lane(store, rx, done))
+        } else {
+            Lane::idle()
+        },
         opts,
         on_durable: hooks.on_durable.clone(),
         compacted_before: i64::MIN,
@@ -505,7 +552,12 @@ pub async fn run_sink_with(
         let waiting = sink.waiting();
         let round = tokio::select! {
             r = next_round(&mut rx) => r,
-            r = sink.lake.changed(), if waiting => {
+            r = sink.lake.changed(), if waiting && sink.lake.active() => {
+                r?;
+                sink.apply_durable();
+                continue;
+            }
+            r = sink.quotes.changed(), if waiting && sink.quotes.active() => {
                 r?;
                 sink.apply_durable();
                 continue;
@@ -516,17 +568,22 @@ pub async fn run_sink_with(
             .await?;
         sink.apply_durable();
     }
-    // the input is closed: let the lake catch up with every round
+    // the input is closed: let the lanes catch up with every round
     while sink.waiting() {
-        sink.lake.changed().await?;
+        tokio::select! {
+            r = sink.lake.changed(), if sink.lake.active() => r?,
+            r = sink.quotes.changed(), if sink.quotes.active() => r?,
+        }
         sink.apply_durable();
     }
     let SinkState {
         stats,
         mut lake,
+        quotes,
         quote_hours,
         ..
     } = sink;
+    quotes.finish().await?;
     if hooks
         .aborted
         .as_ref()
@@ -554,15 +611,16 @@ type WorkerFrontier = (usize, Option<u64>);
 /// The sink's state between rounds.
 struct SinkState {
     stats: SinkStats,
-    lake: LakeLane,
+    lake: Lane<LakeJob>,
+    quotes: Lane<Vec<Quote>>,
     opts: SinkOptions,
     on_durable: Option<Arc<dyn Fn(u64) + Send + Sync>>,
     compacted_before: i64,
     newest_bar_end: i64,
     quote_hours: BTreeMap<i64, Vec<Quote>>,
-    /// Rounds written to the store and topics, waiting for their lake job: (job, each
-    /// batch's (worker, frontier)).
-    frontiers: std::collections::VecDeque<(u64, Vec<WorkerFrontier>)>,
+    /// Rounds written to the store and topics, waiting for their lake and raw-quotes
+    /// jobs: (lake job, quotes job, each batch's (worker, frontier)).
+    frontiers: std::collections::VecDeque<(u64, u64, Vec<WorkerFrontier>)>,
     /// Watermarks waiting for the lake job that wrote the raw quotes below them.
     durable: std::collections::VecDeque<(u64, u64)>,
 }
@@ -601,8 +659,11 @@ impl SinkState {
             publish(live, &fresh, LiveEvent::Alert);
         }
         let quotes = std::mem::take(&mut round.quotes);
-        let store_quotes =
-            (!quotes.is_empty() && self.opts.store_quotes).then(|| Arc::new(quotes.clone()));
+        let quotes_job = if quotes.is_empty() || !self.quotes.active() {
+            self.quotes.sent
+        } else {
+            self.quotes.send(quotes.clone())
+        };
         if let Some(end) = round
             .bars
             .iter()
@@ -629,7 +690,7 @@ impl SinkState {
             })
         };
         tokio::try_join!(
-            store_round(store, &bars, &signals, &dead, store_quotes.as_ref(), &round),
+            store_round(store, &bars, &signals, &dead, &round),
             publish_round(hooks.publisher.as_ref(), &bars, &signals, &dead),
         )?;
         publish(live, &quotes, LiveEvent::Quote);
@@ -644,7 +705,7 @@ impl SinkState {
         stats.bars += bars.len() as u64;
         stats.signals += signals.len() as u64;
         stats.dead_letters += dead.len() as u64;
-        self.frontiers.push_back((job, round.frontiers));
+        self.frontiers.push_back((job, quotes_job, round.frontiers));
         Ok(())
     }
 
@@ -652,9 +713,13 @@ impl SinkState {
     /// quotes and compactions they make final, and reports watermarks whose lake writes
     /// are done.
     fn apply_durable(&mut self) {
-        let done = self.lake.done();
-        while self.frontiers.front().is_some_and(|(job, _)| *job <= done) {
-            let Some((_, frontiers)) = self.frontiers.pop_front() else {
+        let (lake_done, quotes_done) = (self.lake.done(), self.quotes.done());
+        while self
+            .frontiers
+            .front()
+            .is_some_and(|(lake, quotes, _)| *lake <= lake_done && *quotes <= quotes_done)
+        {
+            let Some((_, _, frontiers)) = self.frontiers.pop_front() else {
                 break;
             };
             for (worker, frontier) in frontiers {
@@ -802,6 +867,22 @@ mod tests {
         }
     }
 
+    fn quote(symbol: &str, ts: i64, price: f64) -> Quote {
+        Quote {
+            venue: Venue::Binance,
+            symbol: Symbol::new(symbol).unwrap(),
+            kind: pricestream_schemas::QuoteKind::Trade,
+            price,
+            size: 1.0,
+            side: None,
+            trade_id: Some(ts as u64),
+            bid: None,
+            ask: None,
+            ts_event: ts,
+            ts_ingest: ts + 1,
+        }
+    }
+
     /// Remembers every publish call.
     #[derive(Default)]
     struct Calls(Mutex<Vec<(&'static str, usize)>>);
@@ -857,9 +938,9 @@ mod tests {
             emitted_at: Some(Instant::now()),
             ..Default::default()
         };
-        tx.send(batch(0, 2 * MIN as u64, vec![bar("BTC-USDT", 0, 10.0, 0)]))
-            .await
-            .unwrap();
+        let mut first = batch(0, 2 * MIN as u64, vec![bar("BTC-USDT", 0, 10.0, 0)]);
+        first.quotes = vec![quote("BTC-USDT", 7, 10.0), quote("BTC-USDT", 8, 10.5)];
+        tx.send(first).await.unwrap();
         tx.send(batch(1, MIN as u64, vec![bar("ETH-USDT", 0, 5.0, 0)]))
             .await
             .unwrap();
@@ -870,7 +951,7 @@ mod tests {
         let opts = SinkOptions {
             workers: 2,
             allowed_lateness_ns: 0,
-            store_quotes: false,
+            store_quotes: true,
         };
         let lake = Some(Lake::new(lake_dir));
         let sink = tokio::spawn(run_sink_with(
@@ -912,5 +993,8 @@ mod tests {
         let btc = store.query_bars(&q("BTC-USDT")).await.unwrap();
         assert_eq!((btc.len(), btc[0].close, btc[0].revision), (1, 11.0, 1));
         assert_eq!(store.query_bars(&q("ETH-USDT")).await.unwrap().len(), 1);
+        // the raw quotes went to the store on their own lane, the newest is the latest
+        let latest = store.latest_quotes(None).await.unwrap();
+        assert_eq!((latest.len(), latest[0].price), (1, 10.5));
     }
 }
