@@ -328,6 +328,16 @@ impl<J: Send + 'static> Lane<J> {
         self.sent
     }
 
+    /// Waits while the lane has [`LANE_MAX_PENDING`] jobs queued, so a lane that falls
+    /// behind slows the sink (and through its channel the workers) down instead of
+    /// queueing without bound.
+    async fn make_room(&mut self) -> Result<()> {
+        while self.active() && self.sent.saturating_sub(self.done()) >= LANE_MAX_PENDING {
+            self.changed().await?;
+        }
+        Ok(())
+    }
+
     /// The last job finished (everything, for an idle lane).
     fn done(&self) -> u64 {
         if self.active() {
@@ -360,6 +370,9 @@ impl<J: Send + 'static> Lane<J> {
         }
     }
 }
+
+/// Jobs a lane may have queued before the sink waits for it.
+const LANE_MAX_PENDING: u64 = 64;
 
 /// Raw quotes written to the store together once this many wait…
 const QUOTES_BATCH: usize = 20_000;
@@ -638,6 +651,8 @@ impl SinkState {
         live: Option<&LiveHub>,
         hooks: &SinkHooks,
     ) -> Result<()> {
+        self.lake.make_room().await?;
+        self.quotes.make_room().await?;
         let stats = &mut self.stats;
         stats.batches += round.batches;
         stats.quotes += round.quotes.len() as u64;
