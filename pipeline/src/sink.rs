@@ -202,12 +202,6 @@ impl Round {
     fn rows(&self) -> usize {
         self.bars.len() + self.signals.len() + self.quotes.len() + self.dead.len()
     }
-
-    fn record_latency(&self, sink: &'static str) {
-        for (at, bars) in &self.emitted {
-            record_latency(sink, *bars, Some(*at));
-        }
-    }
 }
 
 /// Moves `from` to the end of `to` (without a copy when `to` is empty).
@@ -246,7 +240,7 @@ async fn store_round(
             s.upsert_bars(&b).await
         })
         .await?;
-        round.record_latency("store");
+        record_latency("store", &round.emitted);
     }
     if !signals.is_empty() {
         write_store("store_signals", store, signals, |s, x| async move {
@@ -482,9 +476,7 @@ async fn write_lake_round(
         let started = Instant::now();
         with_lake(lake, move |l| l.write_bars(&bars)).await?;
         record("lake", n, started);
-        for (at, bars) in emitted {
-            record_latency("lake", *bars, Some(*at));
-        }
+        record_latency("lake", emitted);
     }
     if !signals.is_empty() {
         let n = signals.len();
@@ -842,11 +834,12 @@ fn record(sink: &'static str, rows: usize, started: Instant) {
     metrics::counter!(m::SINK_ROWS_WRITTEN, "sink" => sink).increment(rows as u64);
 }
 
-/// Window close → durable: one observation per bar, all bars of a batch share its time.
-fn record_latency(sink: &'static str, bars: usize, emitted_at: Option<Instant>) {
-    if let Some(at) = emitted_at {
+/// Window close → durable: one observation per bar; the bars of a batch share its
+/// window-close time (`emitted` holds each batch's time and number of bars).
+fn record_latency(sink: &'static str, emitted: &[(Instant, usize)]) {
+    for (at, bars) in emitted {
         metrics::histogram!(m::BAR_SINK_LATENCY, "sink" => sink)
-            .record_many(at.elapsed().as_secs_f64(), bars);
+            .record_many(at.elapsed().as_secs_f64(), *bars);
     }
 }
 
