@@ -421,20 +421,16 @@ async fn lake_lane(
                 mut emitted,
             } => {
                 // rounds waiting behind this one are written with it
-                let (mut all_bars, mut all_signals) = (Vec::new(), Vec::new());
-                let mut take = |bars: Arc<Vec<Bar>>, signals: Arc<Vec<Signal>>| {
-                    all_bars.extend(bars.iter().cloned());
-                    all_signals.extend(signals.iter().cloned());
-                };
-                take(bars, signals);
+                let (mut bars, mut signals) = (vec![bars], vec![signals]);
                 while let Ok((next_id, job)) = rx.try_recv() {
                     match job {
                         LakeJob::Round {
-                            bars,
-                            signals,
+                            bars: b,
+                            signals: s,
                             emitted: more,
                         } => {
-                            take(bars, signals);
+                            bars.push(b);
+                            signals.push(s);
                             emitted.extend(more);
                             id = next_id;
                         }
@@ -444,7 +440,8 @@ async fn lake_lane(
                         }
                     }
                 }
-                write_lake_round(&mut lake, all_bars, all_signals, &emitted).await?;
+                let (bars, signals) = (concat(bars), concat(signals));
+                write_lake_round(&mut lake, bars, signals, &emitted).await?;
             }
             LakeJob::Quotes(quotes) => {
                 let n = quotes.len();
@@ -464,11 +461,21 @@ async fn lake_lane(
     }
 }
 
+/// The rows of several rounds as one; a single round is passed on without a copy.
+fn concat<T: Clone>(mut parts: Vec<Arc<Vec<T>>>) -> Arc<Vec<T>> {
+    if parts.len() == 1 {
+        if let Some(only) = parts.pop() {
+            return only;
+        }
+    }
+    Arc::new(parts.iter().flat_map(|p| p.iter().cloned()).collect())
+}
+
 /// Bars and signals to the lake.
 async fn write_lake_round(
     lake: &mut Option<Lake>,
-    bars: Vec<Bar>,
-    signals: Vec<Signal>,
+    bars: Arc<Vec<Bar>>,
+    signals: Arc<Vec<Signal>>,
     emitted: &[(Instant, usize)],
 ) -> Result<()> {
     if !bars.is_empty() {
@@ -523,8 +530,8 @@ async fn publish_round(
 /// rows together (one transaction, one lake write and one produce per kind of row). Alert
 /// triggers go first; then the store and the result topics are written at the same time,
 /// and the lake and the store's raw quotes on lanes of their own (see [`Lane`]). A
-/// batch's frontier counts as durable once its round is in all of them. A slow round lets the next one grow instead of costing
-/// one round trip per batch.
+/// batch's frontier counts as durable once its round is in all of them. A slow round
+/// lets the next one grow instead of costing one round trip per batch.
 pub async fn run_sink_with(
     mut rx: mpsc::Receiver<SinkBatch>,
     store: Arc<dyn Store>,

@@ -389,11 +389,7 @@ impl Dispatcher {
             outcome: outcome.label.to_string(),
             error: outcome.error.clone(),
         };
-        let result = match next {
-            AttemptNext::Delivered => "delivered",
-            AttemptNext::Retry { .. } => "retry",
-            AttemptNext::Dead => "dead",
-        };
+        let result = result_label(next);
         tracing::info!(
             delivery = %d.delivery.id,
             rule = %d.delivery.rule_id,
@@ -414,6 +410,16 @@ impl Dispatcher {
     }
 }
 
+/// What follows an attempt, as logged and as the `result` label of
+/// `pricestream_webhook_deliveries_total`.
+fn result_label(next: AttemptNext) -> &'static str {
+    match next {
+        AttemptNext::Delivered => "delivered",
+        AttemptNext::Retry { .. } => "retry",
+        AttemptNext::Dead => "dead",
+    }
+}
+
 /// An attempt made, waiting to be recorded.
 struct Finished {
     delivery: ClaimedDelivery,
@@ -429,12 +435,7 @@ impl Finished {
             tracing::warn!(delivery = %self.delivery.delivery.id, "delivery claim lost; attempt not recorded");
             return;
         }
-        let result = match self.next {
-            AttemptNext::Delivered => "delivered",
-            AttemptNext::Retry { .. } => "retry",
-            AttemptNext::Dead => "dead",
-        };
-        metrics::counter!(m::WEBHOOK_DELIVERIES, "result" => result).increment(1);
+        metrics::counter!(m::WEBHOOK_DELIVERIES, "result" => result_label(self.next)).increment(1);
         if matches!(self.next, AttemptNext::Delivered) {
             if let Some(ingest) = trigger_ingest(&self.delivery.delivery.payload) {
                 let secs = (self.now - ingest) as f64 / NANOS_PER_SEC as f64;
