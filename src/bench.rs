@@ -485,10 +485,13 @@ async fn run_scenario(
                 .await
                 .context("opening the bench store")?;
             store.migrate().await.context("migrating the bench store")?;
-            let lake = pricestream_store::Lake::new(dir.join("lake"));
+            let lake = cfg
+                .lake
+                .enabled
+                .then(|| pricestream_store::Lake::new(dir.join("lake")));
             let opts = sink_options(&pcfg, cfg.store.quotes);
             tokio::spawn(async move {
-                let stats = sink::run_sink(rx, store, Some(lake), opts, None).await?;
+                let stats = sink::run_sink(rx, store, lake, opts, None).await?;
                 Ok::<_, anyhow::Error>(SinkTotals {
                     bars: stats.bars,
                     signals: stats.signals,

@@ -199,7 +199,7 @@ impl AlertStore for SqliteStore {
         }
         let mut fresh = Vec::new();
         let mut deactivated = false;
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         for e in events {
             let inserted = sqlx::query(
                 "INSERT INTO alert_triggers (rule_id, ts_event, venue, symbol, condition, price,
@@ -320,7 +320,7 @@ impl AlertStore for SqliteStore {
         if done.is_empty() {
             return Ok(recorded);
         }
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         for f in done {
             let (state, next_at, delivered_at) = f.transition();
             let attempt = f.attempt;

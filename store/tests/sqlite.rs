@@ -205,3 +205,141 @@ async fn large_batches_write_like_row_by_row() {
     assert_eq!(stored[10], revised);
     assert_eq!(stored[n_bars - 1], last);
 }
+
+/// Runs the embedded store's migrations up to and including `version` on `url`.
+async fn migrate_to(url: &str, version: i64) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    let mut migrator = sqlx::migrate::Migrator::new(dir).await.unwrap();
+    migrator.migrations = std::borrow::Cow::Owned(
+        migrator
+            .migrations
+            .iter()
+            .filter(|m| m.version <= version)
+            .cloned()
+            .collect(),
+    );
+    let pool = sqlx::SqlitePool::connect(&format!("{url}?mode=rwc"))
+        .await
+        .unwrap();
+    migrator.run(&pool).await.unwrap();
+    pool.close().await;
+}
+
+/// The query plan's lines of `sql` (bound with placeholder values).
+async fn plan(s: &SqliteStore, sql: &str, binds: usize) -> String {
+    let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(Box::leak(
+        format!("EXPLAIN QUERY PLAN {sql}").into_boxed_str(),
+    ));
+    for _ in 0..binds {
+        q = q.bind("x");
+    }
+    q.fetch_all(s.pool())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.3)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[tokio::test]
+async fn the_append_friendly_keys_keep_rows_and_serve_history_by_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    // a store made by the previous version, with a bar and a quote in it
+    migrate_to(&url, 20261121000008).await;
+    {
+        let s = SqliteStore::open(&url, 1).await.unwrap();
+        let bars = walk_1m(Venue::Binance, "BTC-USDT", DAY0, 3, 1);
+        s.upsert_bars(&bars).await.unwrap();
+        s.insert_quotes(&[quote(Venue::Binance, "BTC-USDT", DAY0, 100.0, Some(7))])
+            .await
+            .unwrap();
+    }
+    let s = store(&dir).await;
+    let q = |venue| pricestream_store::BarQuery {
+        venue,
+        symbol: sym("BTC-USDT"),
+        interval: Interval::M1,
+        from: DAY0,
+        to: DAY0 + 3 * 60_000_000_000,
+        limit: 100,
+        tail: false,
+    };
+    let kept = s.query_bars(&q(None)).await.unwrap();
+    assert_eq!(kept, walk_1m(Venue::Binance, "BTC-USDT", DAY0, 3, 1));
+    // the natural keys still decide: a lower revision loses, an equal one replaces, a
+    // replayed quote is kept once
+    let mut older = kept[1].clone();
+    older.close += 1.0;
+    older.revision = kept[1].revision.saturating_sub(1);
+    let mut newer = kept[2].clone();
+    newer.close += 2.0;
+    newer.revision += 1;
+    if kept[1].revision > 0 {
+        s.upsert_bars(&[older]).await.unwrap();
+    }
+    s.upsert_bars(&[newer.clone()]).await.unwrap();
+    let after = s.query_bars(&q(Some(Venue::Binance))).await.unwrap();
+    assert_eq!(after, vec![kept[0].clone(), kept[1].clone(), newer]);
+    s.insert_quotes(&[quote(Venue::Binance, "BTC-USDT", DAY0, 100.0, Some(7))])
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM quotes")
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    // one index on bars, and the history read uses it for both orders
+    let indexes: Vec<(String,)> = sqlx::query_as("SELECT name FROM pragma_index_list('bars')")
+        .fetch_all(s.pool())
+        .await
+        .unwrap();
+    assert_eq!(indexes.len(), 1, "{indexes:?}");
+    for order in ["bucket_start, venue", "bucket_start DESC, venue DESC"] {
+        let p = plan(
+            &s,
+            &format!(
+                "SELECT * FROM bars WHERE symbol = ? AND interval = ? AND bucket_start >= ?
+                 AND bucket_start < ? AND (? IS NULL OR venue = ?) ORDER BY {order} LIMIT 10"
+            ),
+            6,
+        )
+        .await;
+        assert!(p.contains(&format!("USING INDEX {}", indexes[0].0)), "{p}");
+        assert!(!p.contains("TEMP B-TREE"), "{p}");
+    }
+}
+
+#[tokio::test]
+async fn the_wal_reaches_the_database_file_without_automatic_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    let db = dir.path().join("t.db");
+    let before = std::fs::metadata(&db).unwrap().len();
+    let mut bars = Vec::new();
+    for i in 0..200 {
+        bars.extend(walk_1m(
+            Venue::Binance,
+            &format!("S{i:03}-USDT"),
+            DAY0,
+            10,
+            i,
+        ));
+    }
+    s.upsert_bars(&bars).await.unwrap();
+    // Commits no longer copy WAL pages into the database file (the automatic checkpoint
+    // is off); the checkpointer does, without another write.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = std::fs::metadata(&db).unwrap().len();
+        if now > before + 100_000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file stayed at {now} bytes ({before} before the write)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
