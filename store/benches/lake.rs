@@ -60,6 +60,35 @@ fn lake(c: &mut Criterion) {
     g.bench_function("write_bars_6000", |b| {
         b.iter(|| lake.write_bars(black_box(&rows)).unwrap().len())
     });
+    // An hour boundary's round over 1,000 symbols: the minute's 1m bars plus the 5m, 15m
+    // and 1h bars that closed with it, each interval's hour file already holding 30
+    // minutes: four files rewritten.
+    let symbols = bars(1000);
+    let mut round: Vec<Bar> = Vec::new();
+    for (interval, minutes) in [
+        (Interval::M1, 1),
+        (Interval::M5, 5),
+        (Interval::M15, 15),
+        (Interval::H1, 60),
+    ] {
+        round.extend(
+            symbols
+                .iter()
+                .filter(|b| (b.bucket_start - START) % (minutes * 60_000_000_000) == 0)
+                .filter(|b| b.bucket_start < START + 30 * 60_000_000_000 || minutes == 60)
+                .map(|b| Bar {
+                    interval,
+                    ..b.clone()
+                }),
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut lake = Lake::new(dir.path());
+    lake.write_bars(&round).unwrap();
+    g.throughput(Throughput::Elements(round.len() as u64));
+    g.bench_function("write_round_4_files", |b| {
+        b.iter(|| lake.write_bars(black_box(&round)).unwrap().len())
+    });
     g.finish();
 }
 
