@@ -17,19 +17,13 @@
 
 use std::time::{Duration, Instant};
 
-use pricestream_schemas::{Bar, Interval, Quote, QuoteKind, Side, Symbol, Venue};
+use pricestream_schemas::{Bar, Interval, Quote, Symbol};
 use pricestream_store::postgres::PgStore;
 use pricestream_store::{BarQuery, Store, StoreOptions};
 
-const MIN: i64 = 60_000_000_000;
-const DAY0: i64 = 1_767_225_600_000_000_000;
+mod common;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use common::{bar, env_usize, trade, DAY0, MIN};
 
 fn symbols(n: usize) -> Vec<Symbol> {
     (0..n)
@@ -47,24 +41,7 @@ fn bars(n: usize) -> Vec<Bar> {
                 return out;
             }
             let p = 100.0 + i as f64 + (minute % 50) as f64 * 0.1;
-            let start = DAY0 + minute * MIN;
-            out.push(Bar {
-                venue: Venue::Binance,
-                symbol: s.clone(),
-                interval: Interval::M1,
-                bucket_start: start,
-                open: p,
-                high: p + 1.0,
-                low: p - 1.0,
-                close: p + 0.5,
-                volume: 10.0,
-                notional: 10.0 * p,
-                vwap: p,
-                trade_count: 42,
-                revision: 0,
-                ts_event: start + 59_000_000_001,
-                ts_ingest: start + 60_000_000_017,
-            });
+            out.push(bar(s, Interval::M1, DAY0 + minute * MIN, p));
         }
     }
     out
@@ -77,24 +54,7 @@ fn quotes(n: usize) -> Vec<Quote> {
 /// Trades `first..first + n` of one deterministic stream over 20 symbols.
 fn quotes_from(first: usize, n: usize) -> Vec<Quote> {
     let syms = symbols(20);
-    (first..first + n)
-        .map(|i| {
-            let t = DAY0 + i as i64 * 1_000_003;
-            Quote {
-                venue: Venue::Binance,
-                symbol: syms[i % syms.len()].clone(),
-                kind: QuoteKind::Trade,
-                price: 100.0 + (i % 1000) as f64 * 0.01,
-                size: 0.5,
-                side: Some(if i % 2 == 0 { Side::Buy } else { Side::Sell }),
-                trade_id: Some(i as u64),
-                bid: None,
-                ask: None,
-                ts_event: t,
-                ts_ingest: t + 1_500_000,
-            }
-        })
-        .collect()
+    (first..first + n).map(|i| trade(&syms, i)).collect()
 }
 
 /// Writes `rows` in batches with `writers` concurrent writers (batch i goes to writer

@@ -12,40 +12,12 @@
 
 use std::time::{Duration, Instant};
 
-use pricestream_schemas::{Bar, Interval, Quote, QuoteKind, Side, Symbol, Venue};
+mod common;
+
+use common::{bar, env_usize, trade, DAY0, MIN};
+use pricestream_schemas::{Bar, Interval, Quote, Symbol};
 use pricestream_store::sqlite::SqliteStore;
 use pricestream_store::Store;
-
-const MIN: i64 = 60_000_000_000;
-const DAY0: i64 = 1_767_225_600_000_000_000;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn bar(symbol: &Symbol, interval: Interval, start: i64, i: usize) -> Bar {
-    let p = 100.0 + i as f64 * 0.01;
-    Bar {
-        venue: Venue::Binance,
-        symbol: symbol.clone(),
-        interval,
-        bucket_start: start,
-        open: p,
-        high: p + 1.0,
-        low: p - 1.0,
-        close: p + 0.5,
-        volume: 10.0,
-        notional: 10.0 * p,
-        vwap: p,
-        trade_count: 42,
-        revision: 0,
-        ts_event: start + 59_000_000_001,
-        ts_ingest: start + 60_000_000_017,
-    }
-}
 
 /// The bars that close at the end of `minute` (counted from DAY0).
 fn round(symbols: &[Symbol], minute: i64) -> Vec<Bar> {
@@ -63,7 +35,7 @@ fn round(symbols: &[Symbol], minute: i64) -> Vec<Bar> {
                 symbols
                     .iter()
                     .enumerate()
-                    .map(|(i, s)| bar(s, interval, start, i)),
+                    .map(|(i, s)| bar(s, interval, start, 100.0 + i as f64 * 0.01)),
             );
         }
     }
@@ -71,24 +43,7 @@ fn round(symbols: &[Symbol], minute: i64) -> Vec<Bar> {
 }
 
 fn quotes(symbols: &[Symbol], n: usize) -> Vec<Quote> {
-    (0..n)
-        .map(|i| {
-            let t = DAY0 + i as i64 * 1_000_003;
-            Quote {
-                venue: Venue::Binance,
-                symbol: symbols[i % symbols.len()].clone(),
-                kind: QuoteKind::Trade,
-                price: 100.0 + (i % 1000) as f64 * 0.01,
-                size: 0.5,
-                side: Some(if i % 2 == 0 { Side::Buy } else { Side::Sell }),
-                trade_id: Some(i as u64),
-                bid: None,
-                ask: None,
-                ts_event: t,
-                ts_ingest: t + 1_500_000,
-            }
-        })
-        .collect()
+    (0..n).map(|i| trade(symbols, i)).collect()
 }
 
 fn ms(sorted: &[(Duration, usize)], p: f64) -> f64 {
