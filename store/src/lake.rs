@@ -2,8 +2,9 @@
 //! rename) and named from their partition alone.
 //!
 //! Layout, for the datasets `bars` and `signals`:
-//! `bars/interval=1m/date=2026-11-21/bars-2026-11-21T13.parquet` (an open hour), compacted
-//! into `bars/interval=1m/date=2026-11-21/bars-2026-11-21.parquet` once the day is over.
+//! `bars/interval=5m/date=2026-11-21/bars-2026-11-21T13.parquet` (an open hour; 1m bars
+//! have one open file per ten minutes, `bars-2026-11-21T1310.parquet` from 13:10), compacted
+//! into `bars/interval=5m/date=2026-11-21/bars-2026-11-21.parquet` once the day is over.
 //! A file's content is a function of the set of rows it holds (the latest revision per
 //! key, sorted by time, venue and symbol), so a replay rewrites byte-identical files.
 //! The partition columns (`interval`, `date`) are in the path, not in the files.
@@ -30,6 +31,9 @@ use crate::{Result, StoreError};
 
 const HOUR_NS: i64 = 3_600 * 1_000_000_000;
 const DAY_NS: i64 = 24 * HOUR_NS;
+const MINUTE_NS: i64 = 60 * 1_000_000_000;
+/// What an open file of 1m bars covers.
+const OPEN_1M_NS: i64 = 10 * MINUTE_NS;
 /// Open partitions kept in memory to avoid re-reading them on every write.
 const CACHED_PARTS: usize = 256;
 /// ... and at most this many rows in all, so many symbols cannot make the cache large.
@@ -53,6 +57,10 @@ pub trait LakeRecord: Clone + Sized {
     const BY_INTERVAL: bool = true;
     /// Whether written partitions are kept in memory for the next write.
     const CACHE: bool = true;
+    /// How much time one open file (of a day not compacted yet) covers.
+    fn open_span(_interval: Option<Interval>) -> TimestampNs {
+        HOUR_NS
+    }
 }
 
 impl LakeRecord for Bar {
@@ -72,6 +80,16 @@ impl LakeRecord for Bar {
     }
     fn schema() -> SchemaRef {
         bar_schema(false)
+    }
+    /// 1m bars: ten minutes per open file. The sink rewrites the open file of every
+    /// interval a round touches; an hour of 1m bars over 1,000 symbols is 60,000 rows by
+    /// the hour's end, six times what the 5m file ever holds.
+    fn open_span(interval: Option<Interval>) -> TimestampNs {
+        if interval == Some(Interval::M1) {
+            OPEN_1M_NS
+        } else {
+            HOUR_NS
+        }
     }
     fn to_batch(rows: &[Self]) -> Result<RecordBatch> {
         Ok(bars_to_batch(rows, false)?)
@@ -153,7 +171,8 @@ impl LakeRecord for Quote {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Span {
-    Hour(TimestampNs),
+    /// An open file: its start and length (an hour, or less for 1m bars).
+    Open(TimestampNs, TimestampNs),
     Day(TimestampNs),
 }
 
@@ -166,7 +185,7 @@ struct PartKey {
 impl PartKey {
     fn start(&self) -> TimestampNs {
         match self.span {
-            Span::Hour(t) | Span::Day(t) => t,
+            Span::Open(t, _) | Span::Day(t) => t,
         }
     }
 }
@@ -204,13 +223,25 @@ impl<R: LakeRecord> Dataset<R> {
         let day = part.start() - part.start().rem_euclid(DAY_NS);
         let date = date_of(day);
         let name = match part.span {
-            Span::Hour(t) => format!("{}-{date}T{:02}.parquet", R::DATASET, (t - day) / HOUR_NS),
+            Span::Open(t, HOUR_NS) => {
+                format!("{}-{date}T{:02}.parquet", R::DATASET, (t - day) / HOUR_NS)
+            }
+            Span::Open(t, _) => {
+                let minute = (t - day) / MINUTE_NS;
+                format!(
+                    "{}-{date}T{:02}{:02}.parquet",
+                    R::DATASET,
+                    minute / 60,
+                    minute % 60
+                )
+            }
             Span::Day(_) => format!("{}-{date}.parquet", R::DATASET),
         };
         self.date_dir(part.interval, day).join(name)
     }
 
-    /// The partition a row goes to: its day file once the day was compacted, else its hour.
+    /// The partition a row goes to: its day file once the day was compacted, else its open
+    /// file (its hour; ten minutes for 1m bars).
     /// `compacted` remembers, for one write, which days have a day file (one file-system
     /// check per day, not per row).
     fn part_of(&self, row: &R, compacted: &mut HashMap<PartKey, bool>) -> PartKey {
@@ -226,9 +257,10 @@ impl<R: LakeRecord> Dataset<R> {
         if is_daily {
             daily
         } else {
+            let span = R::open_span(row.interval());
             PartKey {
                 interval: row.interval(),
-                span: Span::Hour(t - t.rem_euclid(HOUR_NS)),
+                span: Span::Open(t - t.rem_euclid(span), span),
             }
         }
     }
@@ -609,7 +641,13 @@ mod tests {
             .write_bars(&[bar("BTC-USDT", 0, 0, 1.0), bar("ETH-USDT", 61, 0, 2.0)])
             .unwrap();
         assert_eq!(written.len(), 2);
-        assert!(written[0].ends_with("bars/interval=1m/date=2025-11-21/bars-2025-11-21T00.parquet"));
+        // 1m bars: ten minutes per open file
+        assert!(
+            written[0].ends_with("bars/interval=1m/date=2025-11-21/bars-2025-11-21T0000.parquet")
+        );
+        assert!(
+            written[1].ends_with("bars/interval=1m/date=2025-11-21/bars-2025-11-21T0100.parquet")
+        );
         // a revision replaces, an older revision does not
         lake.write_bars(&[bar("BTC-USDT", 0, 2, 1.5)]).unwrap();
         lake.write_bars(&[bar("BTC-USDT", 0, 1, 9.9)]).unwrap();
@@ -618,6 +656,37 @@ mod tests {
         assert_eq!(all[0].close, 1.5);
         assert_eq!(all[0].revision, 2);
         assert_eq!(files(dir.path()).len(), 2, "no temp files left behind");
+    }
+
+    #[test]
+    fn open_files_cover_ten_minutes_of_1m_bars_and_an_hour_of_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lake = Lake::new(dir.path());
+        let at = |interval, minute| Bar {
+            interval,
+            ..bar("BTC-USDT", minute, 0, 1.0)
+        };
+        let written = lake
+            .write_bars(&[
+                at(Interval::M1, 13 * 60 + 17),
+                at(Interval::M1, 13 * 60 + 19),
+                at(Interval::M5, 13 * 60 + 15),
+                at(Interval::M5, 13 * 60 + 55),
+            ])
+            .unwrap();
+        let names: Vec<String> = written
+            .iter()
+            .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                "bars/interval=1m/date=2025-11-21/bars-2025-11-21T1310.parquet",
+                "bars/interval=5m/date=2025-11-21/bars-2025-11-21T13.parquet",
+            ]
+        );
+        assert_eq!(lake.read_bars(Interval::M1).unwrap().len(), 2);
+        assert_eq!(lake.read_bars(Interval::M5).unwrap().len(), 2);
     }
 
     #[test]
@@ -641,7 +710,7 @@ mod tests {
             lb.write_bars(chunk).unwrap();
         }
         assert!(la.write_bars(&[]).unwrap().is_empty());
-        let p = "bars/interval=1m/date=2025-11-21/bars-2025-11-21T00.parquet";
+        let p = "bars/interval=1m/date=2025-11-21/bars-2025-11-21T0010.parquet";
         assert_eq!(
             fs::read(a.path().join(p)).unwrap(),
             fs::read(b.path().join(p)).unwrap()
@@ -669,7 +738,7 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            vec!["bars-2025-11-21.parquet", "bars-2025-11-22T00.parquet"]
+            vec!["bars-2025-11-21.parquet", "bars-2025-11-22T0000.parquet"]
         );
         assert_eq!(lake.read_bars(Interval::M1).unwrap(), before);
         // a late revision for the compacted day goes into the day file

@@ -45,7 +45,11 @@ pub fn trade(symbols: &[Symbol], i: usize) -> Quote {
         kind: QuoteKind::Trade,
         price: 100.0 + (i % 1000) as f64 * 0.01,
         size: 0.5,
-        side: Some(if i % 2 == 0 { Side::Buy } else { Side::Sell }),
+        side: Some(if i.is_multiple_of(2) {
+            Side::Buy
+        } else {
+            Side::Sell
+        }),
         trade_id: Some(i as u64),
         bid: None,
         ask: None,
