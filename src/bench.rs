@@ -463,6 +463,7 @@ async fn run_scenario(
         bus_cfg.bus.capacity_per_partition = batches.iter().map(Vec::len).sum::<usize>().max(1);
     }
     let (bus, publisher, factory) = in_process_bus(&bus_cfg)?;
+    pcfg.colocated_input = bus.colocates(pcfg.resolved_workers());
     let (feed, prefilled) = match feed {
         Feed::Prefilled(batches) => {
             let sent = publish_batches(batches, 0, publisher).await?;
@@ -648,6 +649,7 @@ async fn webhook_scenario(
     pcfg.keep_quotes = false;
     pcfg.alert_rules = Some(rules.clone());
     let (bus, publisher, factory) = in_process_bus(cfg)?;
+    pcfg.colocated_input = bus.colocates(pcfg.resolved_workers());
     let (tx, rx) = mpsc::channel::<SinkBatch>(256);
     let sink_task = {
         let opts = sink_options(&pcfg, false);

@@ -343,6 +343,7 @@ pub async fn run_with(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let mut pipeline_cfg = cfg.pipeline.clone();
     pipeline_cfg.keep_quotes = cfg.lake.enabled && cfg.lake.quotes;
     let workers = pipeline_cfg.resolved_workers();
+    pipeline_cfg.colocated_input = bus.colocates(workers);
     // alerts: the rule index (kept in step with the store) and the webhook dispatcher
     let stop_alert_rules = CancellationToken::new();
     let stop_dispatcher = CancellationToken::new();

@@ -163,6 +163,13 @@ impl InProcessBus {
         })
     }
 
+    /// Whether `peers` workers reading [`InProcessBus::source`]s each get exactly the
+    /// symbols whose stable hash modulo `peers` is their index: a symbol's partition is
+    /// its hash modulo the partition count, so this holds when `peers` divides it.
+    pub fn colocates(&self, peers: usize) -> bool {
+        peers > 0 && (self.partitions() as usize).is_multiple_of(peers)
+    }
+
     /// The source of worker `index` of `peers`: partitions `p` with `p % peers == index`.
     /// Each partition can be taken once.
     pub fn source(&self, index: usize, peers: usize) -> Result<InProcessSource> {

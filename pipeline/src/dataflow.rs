@@ -96,6 +96,16 @@ fn now_ns() -> TimestampNs {
     SystemClock.now_ns()
 }
 
+/// What the exchange routes a record by: its symbol's hash, or a rejected payload's
+/// partition. The record goes to worker `key % peers`.
+fn route_key(r: &Record) -> u64 {
+    match r {
+        Record::Quote { quote, .. } => quote.symbol.stable_hash(),
+        Record::Warm(bar) => bar.symbol.stable_hash(),
+        Record::Rejected { partition, .. } => u64::from(*partition),
+    }
+}
+
 /// Runs the dataflow on `cfg.workers` threads until every source is finished (or `stop`
 /// is set), then flushes every open window to the sink channel. Blocks.
 pub fn run(
@@ -153,6 +163,7 @@ pub fn run_with_control(
         cfg.source_topic.clone()
     };
     let alert_rules = cfg.alert_rules.clone().unwrap_or_default();
+    let colocated = cfg.colocated_input;
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
         let peers = worker.peers();
@@ -180,14 +191,16 @@ pub fn run_with_control(
         let worker_alerts = Rc::new(RefCell::new(WorkerAlerts::new(alert_rules.clone())));
         let sink_alerts = Rc::clone(&worker_alerts);
         worker.dataflow::<u64, _, _>(|scope| {
-            let exchange = Exchange::new(|r: &Record| match r {
-                Record::Quote { quote, .. } => quote.symbol.stable_hash(),
-                Record::Warm(bar) => bar.symbol.stable_hash(),
-                Record::Rejected { partition, .. } => u64::from(*partition),
-            });
             let records = scope.input_from(&mut input).container::<Vec<Record>>();
-            // alert evaluation sees every quote of its symbols, before the windows
-            let records = evaluate_quotes(records, exchange, Rc::clone(&worker_alerts));
+            // Alert evaluation sees every quote of its symbols, before the windows. Input
+            // that is already on its symbol's worker skips the exchange: with 2 workers
+            // its pushers cost about 6 % of the workers' time for records that all stayed
+            // where they were.
+            let records = if colocated {
+                evaluate_quotes(records, Pipeline, Rc::clone(&worker_alerts))
+            } else {
+                evaluate_quotes(records, Exchange::new(route_key), Rc::clone(&worker_alerts))
+            };
             let outputs = records
                 .unary_frontier(Pipeline, "BarWindows", move |cap, _info| {
                     drop(cap);
@@ -423,13 +436,32 @@ pub fn run_with_control(
         let mut wm = WatermarkTracker::new(&source.partitions(), delay, idle, proc_now());
         let mut buf: Vec<Polled> = Vec::with_capacity(batch);
         let mut last_metrics = Instant::now();
-        let aborted = |worker: &mut timely::worker::Worker| {
+        // With `colocated`, a record that belongs to another worker stops the dataflow
+        // (see `PipelineConfig::colocated_input`).
+        let misrouted = |r: &Record| {
+            let owner = route_key(r) % peers as u64;
+            if !colocated || owner == index as u64 {
+                return None;
+            }
+            let what = match r {
+                Record::Quote { quote, .. } => format!("a quote of {}", quote.symbol),
+                Record::Warm(bar) => format!("a warm-up bar of {}", bar.symbol),
+                Record::Rejected { partition, .. } => format!("a rejected record of partition {partition}"),
+            };
+            Some(PipelineError::Bus(format!(
+                "worker {index} of {peers} read {what}, which belongs to worker {owner}: the \
+                 source does not keep each symbol on one worker as `colocated_input` says"
+            )))
+        };
+        // Stops this worker's dataflow without flushing, and through `abort` the others'.
+        let stop_with = |worker: &mut timely::worker::Worker, e: PipelineError| {
             abort.store(true, Ordering::SeqCst);
             for id in worker.installed_dataflows() {
                 worker.drop_dataflow(id);
             }
-            Err(PipelineError::Revoked)
+            Err(e)
         };
+        let aborted = |worker: &mut timely::worker::Worker| stop_with(worker, PipelineError::Revoked);
         loop {
             buf.clear();
             source.set_input_time(*input.time());
@@ -445,24 +477,36 @@ pub fn run_with_control(
                 wm.seed(p, max_event, now);
             }
             for bar in source.take_warmup() {
-                input.send(Record::Warm(bar));
+                let record = Record::Warm(bar);
+                if let Some(e) = misrouted(&record) {
+                    return stop_with(worker, e);
+                }
+                input.send(record);
             }
             let got = buf.len();
             for polled in buf.drain(..) {
                 match polled.quote {
                     Ok(quote) => {
                         let pwm = wm.observe_local(polled.position.partition, quote.ts_event, now);
-                        input.send(Record::Quote { quote, pwm });
+                        let record = Record::Quote { quote, pwm };
+                        if let Some(e) = misrouted(&record) {
+                            return stop_with(worker, e);
+                        }
+                        input.send(record);
                     }
                     Err(rej) => {
                         metrics::counter!(m::QUOTES_REJECTED, "reason" => rej.reason).increment(1);
-                        input.send(Record::Rejected {
+                        let record = Record::Rejected {
                             reason: rej.reason.to_string(),
                             error: rej.error,
                             payload: rej.payload,
                             partition: polled.position.partition,
                             offset: polled.position.offset,
-                        });
+                        };
+                        if let Some(e) = misrouted(&record) {
+                            return stop_with(worker, e);
+                        }
+                        input.send(record);
                     }
                 }
             }
@@ -511,14 +555,23 @@ pub fn run_with_control(
         Ok(())
     })
     .map_err(PipelineError::Timely)?;
+    // A worker that failed sets `abort`, and the others then stop with `Revoked`: the
+    // failure is what the caller hears of.
+    let mut failed: Option<PipelineError> = None;
     for result in guards.join() {
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(panic) => return Err(PipelineError::Timely(panic)),
+        let e = match result {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e,
+            Err(panic) => PipelineError::Timely(panic),
+        };
+        if failed
+            .as_ref()
+            .is_none_or(|f| matches!(f, PipelineError::Revoked))
+        {
+            failed = Some(e);
         }
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 /// The gap-fill operator (see [`GapFill`]): passes everything through and adds a filled

@@ -68,6 +68,14 @@ pub struct PipelineConfig {
     /// close (zero volume, no trades), for at most this many minutes in a row after a
     /// series' last real bar. 0 turns filling off.
     pub gap_fill_minutes: u32,
+    /// Every worker's source yields only records the exchange would send to that worker
+    /// (a quote's symbol hash modulo the worker count is the worker's index): the
+    /// in-process bus when the worker count divides its partition count
+    /// (`InProcessBus::colocates`). Records then stay on the worker that read them instead
+    /// of going through the exchange, and a record that breaks the promise stops the
+    /// dataflow with an error. Set by the process, not configured.
+    #[serde(skip)]
+    pub colocated_input: bool,
 }
 
 impl Default for PipelineConfig {
@@ -90,6 +98,7 @@ impl Default for PipelineConfig {
             stall_timeout_ms: 30_000,
             signal_warmup_bars: 5_000,
             gap_fill_minutes: 0,
+            colocated_input: false,
         }
     }
 }

@@ -11,7 +11,7 @@ use pricestream_analytics::OhlcvAcc;
 use pricestream_analytics::{batch_signals, rollup, SignalParams};
 use pricestream_bus::{InProcessBus, QuotePublisher, QuoteSource};
 use pricestream_connectors::synthetic::SyntheticMarket;
-use pricestream_pipeline::{run, PipelineConfig, SinkBatch, SourceFactory};
+use pricestream_pipeline::{run, PipelineConfig, PipelineError, SinkBatch, SourceFactory};
 use pricestream_schemas::{codec, Bar, Interval, Quote, QuoteKind, Signal, Symbol};
 use tokio::sync::mpsc;
 
@@ -148,6 +148,81 @@ async fn same_stream_same_bars_for_one_and_two_workers() {
     // a different seed gives different bars
     let (_, other, _) = process(&stream(8, 60_000), 1).await;
     assert_ne!(bytes(&one.m1), bytes(&other));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn colocated_input_skips_the_exchange_and_changes_nothing() {
+    let quotes = stream(7, 60_000);
+    let exchanged = run_pipeline(&quotes, 2).await;
+    // 4 bus partitions over 2 workers: every symbol's quotes are read by the worker the
+    // exchange would send them to
+    assert!(InProcessBus::new(4, 1).colocates(2));
+    let colocated = run_with(
+        &quotes,
+        PipelineConfig {
+            workers: 2,
+            colocated_input: true,
+            ..PipelineConfig::default()
+        },
+    )
+    .await;
+    let all_bytes = |r: &Run| -> Vec<u8> { r.bars.values().flat_map(codec::encode).collect() };
+    let sig_bytes = |r: &Run| -> Vec<u8> { r.signals.iter().flat_map(codec::encode).collect() };
+    assert!(
+        colocated.m1.len() > 40,
+        "too few bars: {}",
+        colocated.m1.len()
+    );
+    assert_eq!(all_bytes(&exchanged), all_bytes(&colocated));
+    assert_eq!(sig_bytes(&exchanged), sig_bytes(&colocated));
+    assert_eq!(colocated.dead, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn colocated_input_that_is_not_stops_with_an_error() {
+    // 4 partitions over 3 workers: worker 0 reads partitions 0 and 3, and partition 3
+    // holds symbols the exchange sends to worker 0, 1 or 2
+    let bus = InProcessBus::new(4, 100_000);
+    assert!(!bus.colocates(3));
+    let quotes = stream(7, 20_000);
+    assert!(
+        quotes.iter().any(|q| {
+            let h = q.symbol.stable_hash();
+            u64::from(pricestream_bus::partition_for(&q.symbol, 4)) % 3 != h % 3
+        }),
+        "every symbol of the stream happens to be read by its own worker"
+    );
+    let publisher = bus.publisher().unwrap();
+    publisher.publish(quotes).await.unwrap();
+    drop(publisher);
+    bus.close();
+    let factory: SourceFactory = {
+        let bus = Arc::clone(&bus);
+        Arc::new(move |i, n| {
+            bus.source(i, n)
+                .map(|s| Box::new(s) as Box<dyn QuoteSource>)
+        })
+    };
+    let cfg = PipelineConfig {
+        workers: 3,
+        colocated_input: true,
+        ..PipelineConfig::default()
+    };
+    let (tx, mut rx) = mpsc::channel::<SinkBatch>(64);
+    let handle = tokio::task::spawn_blocking(move || {
+        run(
+            &cfg,
+            factory,
+            tx,
+            Arc::new(AtomicBool::new(false)),
+            Default::default(),
+        )
+    });
+    while rx.recv().await.is_some() {}
+    match handle.await.unwrap() {
+        Err(PipelineError::Bus(msg)) => assert!(msg.contains("colocated_input"), "{msg}"),
+        other => panic!("expected the misrouted record to stop the dataflow, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
