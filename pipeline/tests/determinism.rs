@@ -49,19 +49,22 @@ async fn run_pipeline(quotes: &[Quote], workers: usize) -> Run {
     run_with(quotes, cfg).await
 }
 
+/// Each worker's source: its partitions of `bus`.
+fn sources(bus: &Arc<InProcessBus>) -> SourceFactory {
+    let bus = Arc::clone(bus);
+    Arc::new(move |i, n| {
+        bus.source(i, n)
+            .map(|s| Box::new(s) as Box<dyn QuoteSource>)
+    })
+}
+
 async fn run_with(quotes: &[Quote], cfg: PipelineConfig) -> Run {
     let bus = InProcessBus::new(4, quotes.len() + 1);
     let publisher = bus.publisher().unwrap();
     publisher.publish(quotes.to_vec()).await.unwrap();
     drop(publisher);
     bus.close();
-    let factory: SourceFactory = {
-        let bus = Arc::clone(&bus);
-        Arc::new(move |i, n| {
-            bus.source(i, n)
-                .map(|s| Box::new(s) as Box<dyn QuoteSource>)
-        })
-    };
+    let factory = sources(&bus);
     let (tx, mut rx) = mpsc::channel::<SinkBatch>(64);
     let handle = tokio::task::spawn_blocking(move || {
         run(
@@ -196,13 +199,7 @@ async fn colocated_input_that_is_not_stops_with_an_error() {
     publisher.publish(quotes).await.unwrap();
     drop(publisher);
     bus.close();
-    let factory: SourceFactory = {
-        let bus = Arc::clone(&bus);
-        Arc::new(move |i, n| {
-            bus.source(i, n)
-                .map(|s| Box::new(s) as Box<dyn QuoteSource>)
-        })
-    };
+    let factory = sources(&bus);
     let cfg = PipelineConfig {
         workers: 3,
         colocated_input: true,
