@@ -58,14 +58,16 @@ fn sources(bus: &Arc<InProcessBus>) -> SourceFactory {
     })
 }
 
-async fn run_with(quotes: &[Quote], cfg: PipelineConfig) -> Run {
-    let bus = InProcessBus::new(4, quotes.len() + 1);
-    let publisher = bus.publisher().unwrap();
-    publisher.publish(quotes.to_vec()).await.unwrap();
-    drop(publisher);
-    bus.close();
-    let factory = sources(&bus);
-    let (tx, mut rx) = mpsc::channel::<SinkBatch>(64);
+/// Runs the dataflow over `bus` on a blocking thread: its output and its result.
+fn start(
+    bus: &Arc<InProcessBus>,
+    cfg: PipelineConfig,
+) -> (
+    mpsc::Receiver<SinkBatch>,
+    tokio::task::JoinHandle<pricestream_pipeline::Result<()>>,
+) {
+    let factory = sources(bus);
+    let (tx, rx) = mpsc::channel::<SinkBatch>(64);
     let handle = tokio::task::spawn_blocking(move || {
         run(
             &cfg,
@@ -75,6 +77,16 @@ async fn run_with(quotes: &[Quote], cfg: PipelineConfig) -> Run {
             Default::default(),
         )
     });
+    (rx, handle)
+}
+
+async fn run_with(quotes: &[Quote], cfg: PipelineConfig) -> Run {
+    let bus = InProcessBus::new(4, quotes.len() + 1);
+    let publisher = bus.publisher().unwrap();
+    publisher.publish(quotes.to_vec()).await.unwrap();
+    drop(publisher);
+    bus.close();
+    let (mut rx, handle) = start(&bus, cfg);
     let mut all = Vec::new();
     let mut signals = Vec::new();
     let mut dead = 0;
@@ -199,22 +211,12 @@ async fn colocated_input_that_is_not_stops_with_an_error() {
     publisher.publish(quotes).await.unwrap();
     drop(publisher);
     bus.close();
-    let factory = sources(&bus);
     let cfg = PipelineConfig {
         workers: 3,
         colocated_input: true,
         ..PipelineConfig::default()
     };
-    let (tx, mut rx) = mpsc::channel::<SinkBatch>(64);
-    let handle = tokio::task::spawn_blocking(move || {
-        run(
-            &cfg,
-            factory,
-            tx,
-            Arc::new(AtomicBool::new(false)),
-            Default::default(),
-        )
-    });
+    let (mut rx, handle) = start(&bus, cfg);
     while rx.recv().await.is_some() {}
     match handle.await.unwrap() {
         Err(PipelineError::Bus(msg)) => assert!(msg.contains("colocated_input"), "{msg}"),
