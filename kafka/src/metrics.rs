@@ -2,6 +2,7 @@
 
 pub const PRODUCED: &str = "pricestream_kafka_messages_produced_total";
 pub const PRODUCE_ERRORS: &str = "pricestream_kafka_produce_errors_total";
+pub const PRODUCER_RENEWALS: &str = "pricestream_kafka_producer_renewals_total";
 pub const PRODUCE_SECONDS: &str = "pricestream_kafka_produce_batch_seconds";
 pub const CONSUMED: &str = "pricestream_kafka_messages_consumed_total";
 pub const CONSUME_ERRORS: &str = "pricestream_kafka_consume_errors_total";
@@ -20,6 +21,10 @@ pub fn describe() {
     describe_counter!(
         PRODUCE_ERRORS,
         "Failed deliveries (each retried), by topic."
+    );
+    describe_counter!(
+        PRODUCER_RENEWALS,
+        "Producers replaced after a fatal error (the failed messages went out through the new one)."
     );
     describe_histogram!(
         PRODUCE_SECONDS,

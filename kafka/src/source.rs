@@ -36,6 +36,12 @@ use crate::{client_config, KafkaConfig, KafkaError as Error, Result};
 pub struct Ctx {
     revoked: AtomicBool,
     assigned: AtomicBool,
+    /// Partitions assigned by the rebalance callback and not yet taken by the source.
+    /// The callback runs inside the consumer's poll, and the new partitions' records can
+    /// come in the same poll: the source takes these right after polling, so the dataflow
+    /// hears of a partition no later than of its first record (a partition it does not
+    /// know does not hold the watermark back).
+    newly_assigned: Mutex<Vec<(String, i32)>>,
 }
 
 impl ClientContext for Ctx {
@@ -62,6 +68,13 @@ impl ConsumerContext for Ctx {
             }
             Rebalance::Assign(tpl) => {
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
+                if let Ok(mut new) = self.newly_assigned.lock() {
+                    new.extend(
+                        tpl.elements()
+                            .iter()
+                            .map(|e| (e.topic().to_string(), e.partition())),
+                    );
+                }
                 metrics::counter!(m::REBALANCES, "kind" => "assign").increment(1);
                 // A new assignment restarts every partition at its committed offset, so
                 // whatever the dataflow holds would be counted twice: rebuild it.
@@ -549,6 +562,19 @@ impl KafkaSource {
         rule
     }
 
+    /// Announces the partitions the rebalance callback assigned (see `Ctx`).
+    fn take_assigned(&mut self) {
+        let assigned = match self.consumer.context().newly_assigned.lock() {
+            Ok(mut new) => std::mem::take(&mut *new),
+            Err(_) => return,
+        };
+        for (topic, p) in assigned {
+            if topic == self.topic && self.known.insert(p) {
+                self.new_parts.push(p as u32);
+            }
+        }
+    }
+
     fn validate(&self, bytes: &[u8]) -> std::result::Result<pricestream_schemas::Quote, Rejected> {
         match codec::decode_quote(bytes) {
             Ok(q) => {
@@ -683,6 +709,7 @@ impl QuoteSource for KafkaSource {
                 quote,
             });
         }
+        self.take_assigned();
         let got = out.len() - start;
         if got > 0 || skipped > 0 {
             self.last_message = Instant::now();

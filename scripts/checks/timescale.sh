@@ -72,13 +72,6 @@ stop_server() {
 }
 trap stop_server EXIT
 
-start_server
-echo "==> pricestream migrate against TimescaleDB (PGlite) on port $PORT"
-cargo build --quiet --bin pricestream
-PRICESTREAM_STORE__URL="$URL" PRICESTREAM_STORE__MAX_CONNECTIONS=1 \
-PRICESTREAM_STORE__TIMESCALE__MODE=on PRICESTREAM_STORE__TIMESCALE__RETAIN_QUOTES_DAYS=14 \
-  "$CARGO_TARGET_DIR/debug/pricestream" migrate
-
 # PGlite serves one connection at a time: a client that connects while the previous one is
 # still being torn down can be refused at startup ("expected authentication request"), so
 # a query whose connection failed (and only then) is tried again.
@@ -98,18 +91,44 @@ q() {
   printf '%s\n' "$err" >&2
   return 1
 }
-hyper=$(q "SELECT string_agg(hypertable_name, ',' ORDER BY hypertable_name) FROM timescaledb_information.hypertables")
-[ "$hyper" = "bars,quotes,signals" ] || { echo "expected hypertables bars,quotes,signals, got: $hyper" >&2; exit 1; }
-jobs=$(q "SELECT string_agg(hypertable_name || ':' || proc_name, ',' ORDER BY hypertable_name, proc_name) FROM timescaledb_information.jobs WHERE hypertable_name IS NOT NULL")
-[ "$jobs" = "bars:policy_compression,quotes:policy_compression,quotes:policy_retention,signals:policy_compression" ] \
-  || { echo "unexpected policy jobs: $jobs" >&2; exit 1; }
-q "SELECT config FROM timescaledb_information.jobs WHERE hypertable_name = 'quotes' AND proc_name = 'policy_retention'" | grep -q '14 days' \
-  || { echo "retention policy does not come from configuration" >&2; exit 1; }
-# a bar written and read back through the hypertable (simple protocol)
-q "INSERT INTO bars VALUES ('binance','BTC-USDT','1m','2026-01-01T00:00:00Z',1,2,0.5,1.5,1,1,1,1,0,1,1)" >/dev/null
-[ "$(q "SELECT close FROM bars WHERE symbol = 'BTC-USDT' AND bucket_start >= '2026-01-01' AND bucket_start < '2026-01-02'")" = 1.5 ] \
-  || { echo "bar did not read back" >&2; exit 1; }
-echo "hypertables: $hyper; policies: $jobs"
+
+# `pricestream migrate`, then the hypertables and policies it made, on a fresh server.
+migrate_and_check() {
+  start_server
+  echo "==> pricestream migrate against TimescaleDB (PGlite) on port $PORT"
+  PRICESTREAM_STORE__URL="$URL" PRICESTREAM_STORE__MAX_CONNECTIONS=1 \
+  PRICESTREAM_STORE__TIMESCALE__MODE=on PRICESTREAM_STORE__TIMESCALE__RETAIN_QUOTES_DAYS=14 \
+    "$CARGO_TARGET_DIR/debug/pricestream" migrate || return 1
+  local hyper jobs
+  hyper=$(q "SELECT string_agg(hypertable_name, ',' ORDER BY hypertable_name) FROM timescaledb_information.hypertables") || return 1
+  [ "$hyper" = "bars,quotes,signals" ] || { echo "expected hypertables bars,quotes,signals, got: $hyper" >&2; exit 1; }
+  jobs=$(q "SELECT string_agg(hypertable_name || ':' || proc_name, ',' ORDER BY hypertable_name, proc_name) FROM timescaledb_information.jobs WHERE hypertable_name IS NOT NULL") || return 1
+  [ "$jobs" = "bars:policy_compression,quotes:policy_compression,quotes:policy_retention,signals:policy_compression" ] \
+    || { echo "unexpected policy jobs: $jobs" >&2; exit 1; }
+  q "SELECT config FROM timescaledb_information.jobs WHERE hypertable_name = 'quotes' AND proc_name = 'policy_retention'" | grep -q '14 days' \
+    || { echo "retention policy does not come from configuration" >&2; exit 1; }
+  # a bar written and read back through the hypertable (simple protocol)
+  q "INSERT INTO bars VALUES ('binance','BTC-USDT','1m','2026-01-01T00:00:00Z',1,2,0.5,1.5,1,1,1,1,0,1,1)" >/dev/null || return 1
+  [ "$(q "SELECT close FROM bars WHERE symbol = 'BTC-USDT' AND bucket_start >= '2026-01-01' AND bucket_start < '2026-01-02'")" = 1.5 ] \
+    || { echo "bar did not read back" >&2; exit 1; }
+  echo "hypertables: $hyper; policies: $jobs"
+}
+
+cargo build --quiet --bin pricestream
+# A wrong result fails at once (exit). A step that could not reach the server fails too,
+# unless the server process itself has died (PGlite's WASM backend has, rarely, after
+# `migrate`): then its log is shown and the whole step runs once more on a fresh server.
+if ! migrate_and_check; then
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    echo "the TimescaleDB step failed with the server running" >&2
+    exit 1
+  fi
+  echo "the PGlite server died during the step; its log:" >&2
+  cat "$CACHE/server.log" >&2
+  stop_server
+  echo "==> once more, on a fresh server"
+  migrate_and_check || { cat "$CACHE/server.log" >&2; exit 1; }
+fi
 stop_server
 
 # a fresh server: PGlite is one backend, so prepared statements of the previous client
