@@ -449,7 +449,12 @@ pub struct KafkaSource {
     /// jobs); otherwise the stream never ends.
     stop_at_end: bool,
     rules: HashMap<i32, Rule>,
+    /// Partitions whose last word from the consumer was "end of partition".
     at_end: HashMap<i32, bool>,
+    /// Whether the last poll emptied the consumer's local queue. When it stopped at its
+    /// batch size instead, a partition that was at its end may have records waiting
+    /// behind the others' (fetched during a stall of this worker, say).
+    drained: bool,
     resumed: Vec<(u32, i64)>,
     warmup: Option<WarmupLoader>,
     /// Series whose signal state was warmed in this incarnation.
@@ -486,6 +491,7 @@ impl KafkaSource {
             stop_at_end,
             rules: HashMap::new(),
             at_end: HashMap::new(),
+            drained: false,
             resumed: Vec::new(),
             warmup: None,
             warmed: Default::default(),
@@ -629,8 +635,10 @@ impl QuoteSource for KafkaSource {
         let consumer = Arc::clone(&self.consumer);
         // the first read waits a little when nothing is there (see `waits_when_idle`)
         let mut wait = IDLE_WAIT;
+        self.drained = false;
         while out.len() - start < max {
             let Some(r) = consumer.poll(std::mem::take(&mut wait)) else {
+                self.drained = true;
                 break;
             };
             let msg = match r {
@@ -764,13 +772,16 @@ impl QuoteSource for KafkaSource {
         std::mem::take(&mut self.new_parts)
     }
 
-    /// Only a partition that reached its end (the broker said so) may be idle: one still
-    /// catching up must not be overtaken by the others' watermark.
+    /// Only a partition that reached its end (the broker said so), with nothing of it
+    /// left in the local queue, may be idle: one still catching up must not be overtaken
+    /// by the others' watermark.
     fn caught_up(&self, partition: u32) -> bool {
-        self.at_end
-            .get(&(partition as i32))
-            .copied()
-            .unwrap_or(false)
+        self.drained
+            && self
+                .at_end
+                .get(&(partition as i32))
+                .copied()
+                .unwrap_or(false)
     }
 }
 

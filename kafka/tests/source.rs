@@ -142,3 +142,86 @@ fn a_partition_is_announced_before_or_with_its_first_records() {
     }
     assert_eq!(read, (0..4).collect::<BTreeSet<u32>>());
 }
+
+/// A partition that was at its end, and then got records while the worker was busy
+/// elsewhere, is not caught up while those records wait in the local queue behind the
+/// other partitions' (were it taken for idle, the others' watermark would overtake them).
+#[test]
+fn records_waiting_in_the_local_queue_keep_a_partition_from_being_caught_up() {
+    let Some(brokers) = brokers() else { return };
+    let cfg = KafkaConfig {
+        partitions: 2,
+        ..config(brokers, "queued")
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(pricestream_kafka::admin::ensure_topics(&cfg))
+        .unwrap();
+    let producer = Producer::new(&cfg).unwrap();
+    let batch = |from: i64, n: i64| -> Vec<Message> {
+        (from..from + n)
+            .map(|i| {
+                let p = (i % 2) as i32;
+                Message {
+                    key: format!("S{p}-USDT").into_bytes(),
+                    partition: Some(p),
+                    payload: codec::encode(&quote(&format!("S{p}-USDT"), 1_000_000_000 * i)),
+                    headers: Vec::new(),
+                }
+            })
+            .collect()
+    };
+    rt.block_on(producer.send_all(&cfg.topics.quotes, &batch(0, 10)))
+        .unwrap();
+    let consumer = pricestream_kafka::consumer(&cfg).unwrap();
+    let mut source = KafkaSource::new(
+        consumer,
+        CommitTracker::new(3_600_000_000_000, 0),
+        &cfg,
+        false,
+    );
+    let mut buf: Vec<Polled> = Vec::new();
+    // read everything, until both partitions report their end
+    let started = Instant::now();
+    while !(source.caught_up(0) && source.caught_up(1)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "never at the end"
+        );
+        source.poll(1_000, &mut buf).unwrap();
+    }
+    assert_eq!(buf.len(), 10);
+
+    // both partitions get records while nobody polls; the fetcher queues them locally
+    rt.block_on(producer.send_all(&cfg.topics.quotes, &batch(10, 400)))
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    buf.clear();
+    source.poll(20, &mut buf).unwrap();
+    assert_eq!(buf.len(), 20, "the queued records");
+    // the local queue hands out one partition's fetched batch before the next one's
+    let read: BTreeSet<u32> = buf.iter().map(|p| p.position.partition).collect();
+    assert_eq!(
+        read.len(),
+        1,
+        "20 records from one partition's batch: {read:?}"
+    );
+    let waiting = 1 - *read.first().unwrap();
+    assert!(
+        !source.caught_up(waiting),
+        "partition {waiting} has records in the queue yet counts as caught up"
+    );
+    // once the queue is empty again, both are at their end
+    let started = Instant::now();
+    while !(source.caught_up(0) && source.caught_up(1)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "never at the end again"
+        );
+        source.poll(1_000, &mut buf).unwrap();
+    }
+    assert_eq!(buf.len(), 400);
+}
