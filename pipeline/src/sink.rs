@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pricestream_schemas::{Bar, Quote, Signal, TimestampNs};
+use pricestream_store::lake::QUOTE_FILE_NS;
 use pricestream_store::{DeadLetter, Lake, Store, StoreError};
 use tokio::sync::mpsc;
 
@@ -556,7 +557,7 @@ pub async fn run_sink_with(
         on_durable: hooks.on_durable.clone(),
         compacted_before: i64::MIN,
         newest_bar_end: i64::MIN,
-        quote_hours: BTreeMap::new(),
+        quote_spans: BTreeMap::new(),
         frontiers: std::collections::VecDeque::new(),
         durable: std::collections::VecDeque::new(),
     };
@@ -592,7 +593,7 @@ pub async fn run_sink_with(
         stats,
         mut lake,
         quotes,
-        quote_hours,
+        quote_spans,
         ..
     } = sink;
     quotes.finish().await?;
@@ -602,14 +603,14 @@ pub async fn run_sink_with(
         .is_some_and(|a| a.load(Ordering::SeqCst))
     {
         tracing::info!(
-            buffered_quotes = quote_hours.values().map(Vec::len).sum::<usize>(),
+            buffered_quotes = quote_spans.values().map(Vec::len).sum::<usize>(),
             "dataflow aborted; buffered raw quotes are left to the replay"
         );
         lake.finish().await?;
         return Ok(stats);
     }
     // whatever quotes are left
-    let quotes: Vec<Quote> = quote_hours.into_values().flatten().collect();
+    let quotes: Vec<Quote> = quote_spans.into_values().flatten().collect();
     if !quotes.is_empty() {
         lake.send(LakeJob::Quotes(quotes));
     }
@@ -629,7 +630,9 @@ struct SinkState {
     on_durable: Option<Arc<dyn Fn(u64) + Send + Sync>>,
     compacted_before: i64,
     newest_bar_end: i64,
-    quote_hours: BTreeMap<i64, Vec<Quote>>,
+    /// Raw quotes for the lake by the start of their ten-minute file, until no quote can
+    /// still arrive for it.
+    quote_spans: BTreeMap<i64, Vec<Quote>>,
     /// Rounds written to the store and topics, waiting for their lake and raw-quotes
     /// jobs: (lake job, quotes job, each batch's (worker, frontier)).
     frontiers: std::collections::VecDeque<(u64, u64, Vec<WorkerFrontier>)>,
@@ -709,8 +712,8 @@ impl SinkState {
         )?;
         publish(live, &quotes, LiveEvent::Quote);
         for q in quotes {
-            self.quote_hours
-                .entry(q.ts_event - q.ts_event.rem_euclid(HOUR_NS))
+            self.quote_spans
+                .entry(q.ts_event - q.ts_event.rem_euclid(QUOTE_FILE_NS))
                 .or_default()
                 .push(q);
         }
@@ -776,17 +779,17 @@ impl SinkState {
         let all_open = known.iter().all(Option::is_some);
         let before = wm.saturating_sub(self.opts.allowed_lateness_ns);
         let mut job = self.lake.sent;
-        // raw quotes: an hour is written once no quote can still arrive for it
+        // raw quotes: a ten-minute span is written once no quote can still arrive for it
         let ready: Vec<i64> = self
-            .quote_hours
+            .quote_spans
             .keys()
             .copied()
-            .filter(|h| *h + HOUR_NS <= before)
+            .filter(|h| *h + QUOTE_FILE_NS <= before)
             .collect();
         if !ready.is_empty() {
             let quotes: Vec<Quote> = ready
                 .iter()
-                .filter_map(|h| self.quote_hours.remove(h))
+                .filter_map(|h| self.quote_spans.remove(h))
                 .flatten()
                 .collect();
             job = self.lake.send(LakeJob::Quotes(quotes));
@@ -1011,5 +1014,75 @@ mod tests {
         // the raw quotes went to the store on their own lane, the newest is the latest
         let latest = store.latest_quotes(None).await.unwrap();
         assert_eq!((latest.len(), latest[0].price), (1, 10.5));
+    }
+    /// The raw quotes of a ten-minute span reach the lake once the span is final, not at
+    /// the end of its hour: what the sink holds in memory is bounded by the span (plus
+    /// the allowed lateness), whatever the symbol count.
+    #[tokio::test]
+    async fn raw_quotes_reach_the_lake_once_their_ten_minutes_are_final() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = pricestream_store::open(&url, 2).await.unwrap();
+        store.migrate().await.unwrap();
+        let lake_dir = dir.path().join("lake");
+        let reader = Lake::new(lake_dir.clone());
+        // each durable watermark, with the newest raw quote the lake held then
+        let durable = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&durable);
+        let hooks = SinkHooks {
+            publisher: None,
+            on_durable: Some(Arc::new(move |wm| {
+                let newest = reader
+                    .read_quotes()
+                    .unwrap()
+                    .iter()
+                    .map(|q| q.ts_event)
+                    .max();
+                seen.lock().unwrap().push((wm, newest));
+            })),
+            aborted: None,
+        };
+        let (tx, rx) = mpsc::channel(64);
+        let lateness = MIN;
+        let opts = SinkOptions {
+            workers: 1,
+            allowed_lateness_ns: lateness,
+            store_quotes: false,
+        };
+        let sink = tokio::spawn(run_sink_with(
+            rx,
+            Arc::clone(&store),
+            Some(Lake::new(lake_dir)),
+            opts,
+            None,
+            hooks,
+        ));
+        // one quote a minute for 25 minutes; the frontier follows a minute behind
+        for m in 0..25 {
+            let batch = SinkBatch {
+                worker: 0,
+                frontier: Some((m * MIN) as u64),
+                quotes: vec![quote("BTC-USDT", m * MIN + 1, 10.0)],
+                ..Default::default()
+            };
+            tx.send(batch).await.unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while durable.lock().unwrap().last().map(|(wm, _)| *wm) != Some((24 * MIN) as u64) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("every watermark became durable");
+        for &(wm, newest) in durable.lock().unwrap().iter() {
+            let wm = wm as i64;
+            // the spans that ended by the watermark less the lateness are written, and
+            // nothing of a later span
+            let final_end = (wm - lateness) - (wm - lateness).rem_euclid(10 * MIN);
+            let want = (final_end > 0).then(|| final_end - MIN + 1);
+            assert_eq!(newest, want, "at watermark minute {}", wm / MIN);
+        }
+        drop(tx);
+        sink.await.unwrap().unwrap();
     }
 }
